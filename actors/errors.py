@@ -1,0 +1,95 @@
+"""The exception tree of evoagg. Every error the package raises is one of these.
+
+    EvoaggError
+    ├── ConfigError             a tenant, workload or sandbox config is invalid
+    │   └── QueryError          a query's text does not parse (names query, column, expectation)
+    ├── PayloadError            a message cannot be encoded or decoded (carries a reason code)
+    ├── StreamError             a stream file (.bin / .jsonl) is malformed
+    ├── BuildFailed             compiling guest Rust to wasm failed (carries compiler output)
+    ├── ModuleRejected          a wasm module fails validation (imports, exports, limits, features)
+    └── KernelError             a module misbehaved while running
+        ├── KernelTrap          it trapped (panic, out-of-bounds, unreachable) on a batch
+        ├── KernelTimeout       it ran past its deadline (epoch interruption) on a batch
+        └── KernelOutOfMemory   it tried to grow memory beyond the store limit
+
+Leaves are what callers catch; the root is for "anything from evoagg".
+"""
+
+from __future__ import annotations
+
+
+class EvoaggError(Exception):
+    """Root of every error raised by evoagg."""
+
+
+class ConfigError(EvoaggError):
+    """A configuration (tenant, workload, sandbox) is invalid."""
+
+
+class QueryError(ConfigError):
+    """A query's text does not parse or validate.
+
+    The message names the query, the 1-based column and what was expected there.
+    """
+
+    def __init__(self, query_id: str, text: str, column: int, expected: str) -> None:
+        self.query_id = query_id
+        self.text = text
+        self.column = column
+        self.expected = expected
+        pointer = " " * (column - 1) + "^"
+        super().__init__(f"query {query_id!r}, column {column}: {expected}\n  {text}\n  {pointer}")
+
+
+class PayloadError(EvoaggError):
+    """A message payload cannot be encoded or decoded.
+
+    ``reason`` is one of ``actors.payload.REJECT_REASONS``' values (e.g. ``truncated``);
+    ``offset`` the byte offset where it was detected, when known.
+    """
+
+    def __init__(self, reason: str, detail: str = "", offset: int | None = None) -> None:
+        self.reason = reason
+        self.offset = offset
+        where = f" at byte {offset}" if offset is not None else ""
+        super().__init__(f"{reason}{where}" + (f": {detail}" if detail else ""))
+
+
+class StreamError(EvoaggError):
+    """A stream file is malformed (bad magic, a frame running past the end, bad JSON)."""
+
+
+class BuildFailed(EvoaggError):
+    """Compiling a guest crate failed. ``output`` holds the compiler's messages verbatim."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        self.output = output
+        super().__init__(message + (f"\n{output}" if output else ""))
+
+
+class ModuleRejected(EvoaggError):
+    """A wasm module was refused before use; ``reason`` is a short machine-readable tag."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+class KernelError(EvoaggError):
+    """A module misbehaved while running. ``batch`` names the batch it was given."""
+
+    def __init__(self, message: str, batch: str = "") -> None:
+        self.batch = batch
+        super().__init__(f"{message}" + (f" (batch {batch})" if batch else ""))
+
+
+class KernelTrap(KernelError):
+    """The module trapped."""
+
+
+class KernelTimeout(KernelError):
+    """The module exceeded its per-call deadline."""
+
+
+class KernelOutOfMemory(KernelError):
+    """The module hit the store's memory limit."""

@@ -1,0 +1,1 @@
+"""Building, validating and running wasm kernels (no Ray here)."""

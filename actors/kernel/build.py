@@ -1,0 +1,204 @@
+"""Compiling guest crates to wasm: source tree in, ``.wasm`` bytes out.
+
+The toolchain is detected, not assumed (:func:`detect_toolchain`):
+
+1. a ``rustc`` whose sysroot has the ``wasm32-unknown-unknown`` standard library
+   (``rustup target add wasm32-unknown-unknown``) builds plainly;
+2. otherwise a ``rustc`` whose sysroot carries the library sources (Debian's
+   ``rustc-web`` + ``rust-web-src``) builds ``core`` and ``alloc`` itself
+   (``-Zbuild-std``), with crates-io replaced by the sources' ``vendor/`` directory and
+   a wasm linker found on the machine when rustc's own ``rust-lld`` is absent.
+
+Results are cached by a hash of the source tree and the toolchain, in
+``$EVOAGG_CACHE`` (default ``~/.cache/evoagg``); compiler output on failure is kept
+verbatim in :class:`BuildFailed`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from actors.errors import BuildFailed
+
+TARGET = "wasm32-unknown-unknown"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GUEST_WORKSPACE = REPO_ROOT / "guest-rust"
+_SKIP_DIRS = {"target", ".git", "__pycache__"}
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("EVOAGG_CACHE", Path.home() / ".cache" / "evoagg"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A Rust toolchain able to produce wasm32 modules."""
+
+    rustc: str
+    cargo: str
+    version: str
+    mode: str
+    """``plain`` (wasm32 std installed) or ``build-std`` (library sources only)."""
+    library_src: str | None
+    vendor: str | None
+    linker: str | None
+    """An explicit wasm linker, when rustc's own rust-lld is absent."""
+
+    def cargo_args(self) -> list[str]:
+        args: list[str] = []
+        if self.vendor:
+            args += ["--config", "source.crates-io.replace-with='evoagg-vendored'", "--config", f"source.evoagg-vendored.directory='{self.vendor}'"]
+        if self.linker:
+            args += ["--config", f"target.{TARGET}.linker='{self.linker}'"]
+        if self.mode == "build-std":
+            args += ["-Zbuild-std=core,alloc"]
+        return args
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, RUSTC=self.rustc)
+        env.pop("RUSTFLAGS", None)
+        if self.mode == "build-std":
+            env["RUSTC_BOOTSTRAP"] = "1"
+        return env
+
+
+def _run(cmd: list[str]) -> str | None:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _candidates() -> list[str]:
+    found = [os.environ.get("RUSTC"), shutil.which("rustc"), "/usr/bin/rustc"]
+    seen: list[str] = []
+    for c in found:
+        if c and os.access(c, os.X_OK) and c not in seen:
+            seen.append(c)
+    return seen
+
+
+def _cargo_for(rustc: str) -> str | None:
+    sibling = Path(rustc).with_name("cargo")
+    for c in (str(sibling), os.environ.get("CARGO"), shutil.which("cargo")):
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def _linker(sysroot: Path) -> str | None:
+    """None when rustc ships rust-lld; else the first wasm linker on this machine."""
+    if any(os.access(p, os.X_OK) for p in glob.glob(str(sysroot / "lib/rustlib/*/bin/rust-lld"))):
+        return None
+    for name in ("rust-lld", "wasm-ld", *sorted(Path(p).name for p in glob.glob("/usr/bin/wasm-ld-*"))[::-1]):
+        path = shutil.which(name)
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def detect_toolchain() -> Toolchain:
+    """The best available toolchain; :class:`BuildFailed` explains what is missing."""
+    tried: list[str] = []
+    for mode in ("plain", "build-std"):
+        for rustc in _candidates():
+            sysroot_s = _run([rustc, "--print", "sysroot"])
+            version = _run([rustc, "--version"])
+            cargo = _cargo_for(rustc)
+            if not sysroot_s or not version or not cargo:
+                continue
+            sysroot = Path(sysroot_s)
+            lib = sysroot / "lib/rustlib/src/rust/library"
+            vendor = lib / "vendor"
+            if mode == "plain":
+                if not (sysroot / "lib/rustlib" / TARGET / "lib").is_dir():
+                    tried.append(f"{rustc}: no {TARGET} standard library")
+                    continue
+                return Toolchain(rustc, cargo, version, "plain", None, str(vendor) if vendor.is_dir() else None, None)
+            if not (lib / "core").is_dir():
+                tried.append(f"{rustc}: no library sources at {lib}")
+                continue
+            linker = _linker(sysroot)
+            if linker is None and not glob.glob(str(sysroot / "lib/rustlib/*/bin/rust-lld")):
+                tried.append(f"{rustc}: no wasm linker (rust-lld or wasm-ld)")
+                continue
+            return Toolchain(rustc, cargo, version, "build-std", str(lib), str(vendor) if vendor.is_dir() else None, linker)
+    raise BuildFailed(
+        "no Rust toolchain can build wasm32 here; install one with "
+        "`apt-get install -y rustc-web rust-web-src lld` or `rustup target add wasm32-unknown-unknown`",
+        "\n".join(tried),
+    )
+
+
+_toolchain: Toolchain | None = None
+
+
+def toolchain() -> Toolchain:
+    global _toolchain
+    if _toolchain is None:
+        _toolchain = detect_toolchain()
+    return _toolchain
+
+
+def source_hash(workspace: Path, extra: str = "") -> str:
+    """SHA-256 over every file of the tree (paths and contents) plus ``extra``."""
+    h = hashlib.sha256(extra.encode())
+    for path in sorted(workspace.rglob("*")):
+        rel = path.relative_to(workspace)
+        if path.is_file() and not _SKIP_DIRS.intersection(rel.parts):
+            h.update(str(rel).encode() + b"\0")
+            h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    wasm: bytes
+    source_hash: str
+    cached: bool
+    seconds: float
+    toolchain: Toolchain
+
+
+def build(workspace: Path = GUEST_WORKSPACE, package: str = "kernel-generic", timeout_s: float = 900) -> BuildResult:
+    """Builds ``package`` of the cargo workspace at ``workspace`` to wasm (release)."""
+    t0 = time.monotonic()
+    tc = toolchain()
+    digest = source_hash(workspace, f"{package}\0{tc.version}\0{tc.mode}")
+    out = cache_dir() / "wasm" / f"{digest}.wasm"
+    if out.exists():
+        return BuildResult(out.read_bytes(), digest, True, time.monotonic() - t0, tc)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    target_dir = cache_dir() / "target"
+    cmd = [
+        tc.cargo, "build", "--release", "--offline", "--target", TARGET, "-p", package,
+        "--manifest-path", str(workspace / "Cargo.toml"), "--target-dir", str(target_dir), *tc.cargo_args(),
+    ]  # fmt: skip
+    # One build at a time per target dir: the artifact path is shared by every tree
+    # that builds a package of this name.
+    with open(cache_dir() / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=tc.env(), timeout=timeout_s)
+        except subprocess.TimeoutExpired as e:
+            raise BuildFailed(f"build of {package} timed out after {timeout_s:.0f} s", str(e.stderr or "")) from None
+        if proc.returncode != 0:
+            raise BuildFailed(f"cargo build of {package} failed (exit {proc.returncode})", proc.stderr)
+        artifact = target_dir / TARGET / "release" / f"{package.replace('-', '_')}.wasm"
+        if not artifact.exists():
+            raise BuildFailed(f"cargo reported success but {artifact} is missing", proc.stderr)
+        wasm = artifact.read_bytes()
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(wasm)
+    os.replace(tmp, out)
+    return BuildResult(wasm, digest, False, time.monotonic() - t0, tc)

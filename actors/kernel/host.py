@@ -1,0 +1,148 @@
+"""Running a kernel: one wasmtime store and instance per (tenant, module).
+
+Many messages cross per call (a call costs tens of microseconds from Python; a
+message must not). Each call runs under the store's memory limit and an epoch
+deadline; a trap becomes a typed :class:`KernelError` naming the batch, after which
+the instance is poisoned (its state may be half-updated) and refuses further calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import wasmtime
+
+from actors.config import SandboxConfig, TenantConfig
+from actors.errors import KernelError, KernelOutOfMemory, KernelTimeout, KernelTrap, ModuleRejected
+from actors.kernel import abi
+from actors.kernel.validate import make_engine, validate_module
+from actors.output import Row
+from actors.payload import frame
+
+T = TypeVar("T")
+_engines: dict[SandboxConfig, wasmtime.Engine] = {}
+
+
+def engine_for(sandbox: SandboxConfig) -> wasmtime.Engine:
+    """One engine per sandbox configuration per process (engines are costly to make)."""
+    if sandbox not in _engines:
+        _engines[sandbox] = make_engine(sandbox)
+    return _engines[sandbox]
+
+
+class KernelHost:
+    """A live kernel instance for one tenant."""
+
+    def __init__(self, wasm: bytes, config: TenantConfig, sandbox: SandboxConfig | None = None, name: str = "kernel") -> None:
+        self.sandbox = sandbox or SandboxConfig()
+        self.config = config
+        self.name = name
+        self.engine = engine_for(self.sandbox)
+        self.module, self.info = validate_module(self.engine, wasm, self.sandbox)
+        self.store = wasmtime.Store(self.engine)
+        self.store.set_limits(memory_size=self.sandbox.memory_limit_bytes, instances=1, tables=4, memories=1, table_elements=100_000)
+        self._poisoned: str | None = None
+        self._query_ids = config.query_ids()
+        instance = self._call("instantiate", lambda: wasmtime.Instance(self.store, self.module, []))
+        ex = instance.exports(self.store)
+        self._memory: wasmtime.Memory = ex["memory"]  # type: ignore[assignment]
+        self._f: dict[str, wasmtime.Func] = {n: ex[n] for n in abi.EXPORTS}  # type: ignore[misc]
+        self._oom = ex.get("evoagg_oom") if "evoagg_oom" in self.info.exports else None
+        version = self._invoke("evoagg_abi_version", "init")
+        if version != abi.ABI_VERSION:
+            raise ModuleRejected("abi_version", f"module speaks ABI {version}, host speaks {abi.ABI_VERSION}")
+        self._buf_ptr = 0
+        self._buf_cap = 0
+        cfg = abi.encode_config(config)
+        ptr = self._write(cfg, "init")
+        status = self._invoke("evoagg_init", "init", ptr, len(cfg))
+        if status != 0:
+            raise ModuleRejected("init_failed", f"evoagg_init returned {status} for org {config.org}")
+
+    @property
+    def poisoned(self) -> str | None:
+        """Why this instance refuses calls (after a trap), or None."""
+        return self._poisoned
+
+    def _call(self, batch: str, fn: Callable[[], T]) -> T:
+        if self._poisoned:
+            raise KernelError(f"{self.name}: instance unusable after earlier failure: {self._poisoned}", batch)
+        ticks = max(1, self.sandbox.call_deadline_ms // self.sandbox.epoch_tick_ms)
+        self.store.set_epoch_deadline(ticks)
+        try:
+            return fn()
+        except wasmtime.Trap as e:
+            raise self._failed(e, batch) from None
+        except wasmtime.WasmtimeError as e:
+            raise self._failed(e, batch) from None
+
+    def _failed(self, e: Exception, batch: str) -> KernelError:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        code = getattr(e, "trap_code", None)
+        err: KernelError
+        if code == wasmtime.TrapCode.INTERRUPT:
+            err = KernelTimeout(f"{self.name}: exceeded the {self.sandbox.call_deadline_ms} ms deadline", batch)
+        elif self._out_of_memory():
+            err = KernelOutOfMemory(f"{self.name}: memory limit of {self.sandbox.memory_limit_bytes} bytes reached ({msg})", batch)
+        else:
+            err = KernelTrap(f"{self.name}: trapped: {msg}", batch)
+        self._poisoned = str(err)
+        return err
+
+    def _out_of_memory(self) -> bool:
+        try:
+            mem = self._memory.data_len(self.store)
+        except (AttributeError, wasmtime.WasmtimeError):
+            return False
+        if mem + 65536 > self.sandbox.memory_limit_bytes:
+            return True
+        if self._oom is not None:
+            try:
+                self.store.set_epoch_deadline(1)
+                return bool(self._oom(self.store))  # type: ignore[operator]
+            except (wasmtime.Trap, wasmtime.WasmtimeError):
+                return False
+        return False
+
+    def _invoke(self, export: str, batch: str, *args: Any) -> Any:
+        f = self._f[export]
+        return self._call(batch, lambda: f(self.store, *args))
+
+    def _write(self, data: bytes, batch: str) -> int:
+        """Copies ``data`` into the guest's reusable input buffer; returns its address."""
+        if len(data) > self._buf_cap:
+            if self._buf_ptr:
+                self._invoke("evoagg_free", batch, self._buf_ptr, self._buf_cap)
+            cap = max(1 << 16, 1 << (len(data) - 1).bit_length())
+            ptr = self._invoke("evoagg_alloc", batch, cap)
+            if ptr == 0:
+                self._buf_ptr = self._buf_cap = 0
+                raise KernelOutOfMemory(f"{self.name}: could not allocate {cap} bytes for the batch", batch)
+            self._buf_ptr, self._buf_cap = ptr, cap
+        if data:
+            self._memory.write(self.store, data, self._buf_ptr)
+        return self._buf_ptr
+
+    def _result(self, n: int, batch: str) -> bytes:
+        ptr = self._invoke("evoagg_result_ptr", batch)
+        size = self._memory.data_len(self.store)
+        if n < 0 or ptr < 0 or ptr + n > size:
+            raise KernelError(f"{self.name}: result span {ptr}+{n} outside memory of {size} bytes", batch)
+        return bytes(self._memory.read(self.store, ptr, ptr + n))
+
+    def process(self, payloads: Sequence[bytes], batch: str = "") -> abi.BatchResult:
+        """Aggregates a batch of payloads; malformed ones come back as rejections."""
+        data = frame(payloads)
+        ptr = self._write(data, batch)
+        n = self._invoke("evoagg_process", batch, ptr, len(data))
+        if n < 0:
+            raise KernelError(f"{self.name}: evoagg_process returned error {n}", batch)
+        return abi.decode_batch_result(self._result(n, batch), len(payloads))
+
+    def flush(self, watermark: int = abi.FLUSH_ALL, batch: str = "flush") -> list[Row]:
+        """Rows of every bucket that ends at or before ``watermark``, which the kernel forgets."""
+        n = self._invoke("evoagg_flush", batch, watermark)
+        if n < 0:
+            raise KernelError(f"{self.name}: evoagg_flush returned error {n}", batch)
+        return abi.decode_rows(self._result(n, batch), self._query_ids)
