@@ -20,7 +20,7 @@ MAX_QUERIES = 65535
 MAX_INTERVAL_S = 2**31 - 1
 
 
-def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+def check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, found {type(data).__name__}")
     unknown = sorted(set(data) - allowed)
@@ -28,7 +28,7 @@ def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
-def _int(where: str, value: Any, lo: int, hi: int) -> int:
+def check_int(where: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{where}: expected an integer, found {value!r}")
     if not lo <= value <= hi:
@@ -48,8 +48,8 @@ class TenantConfig:
     """The queries, in configuration order; ids are unique."""
 
     def validate(self) -> TenantConfig:
-        _int("org", self.org, 0, 2**63 - 1)
-        _int("interval_s", self.interval_s, 1, MAX_INTERVAL_S)
+        check_int("org", self.org, 0, 2**63 - 1)
+        check_int("interval_s", self.interval_s, 1, MAX_INTERVAL_S)
         if not self.queries:
             raise ConfigError("queries: expected at least one query")
         if len(self.queries) > MAX_QUERIES:
@@ -65,7 +65,7 @@ class TenantConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "tenant config") -> TenantConfig:
-        _check_keys(source, data, {"org", "interval_s", "queries"})
+        check_keys(source, data, {"org", "interval_s", "queries"})
         for key in ("org", "interval_s", "queries"):
             if key not in data:
                 raise ConfigError(f"{source}: missing key {key!r}")
@@ -77,7 +77,7 @@ class TenantConfig:
             where = f"{source}: queries[{i}]"
             if isinstance(item, str):
                 item = {"q": item}
-            _check_keys(where, item, {"id", "q"})
+            check_keys(where, item, {"id", "q"})
             if "q" not in item or not isinstance(item["q"], str):
                 raise ConfigError(f"{where}: expected a query text under 'q'")
             qid = item.get("id", f"q{i}")
@@ -110,10 +110,10 @@ class SandboxConfig:
     """Imports a module may declare, as ``module.name``; none by default."""
 
     def validate(self) -> SandboxConfig:
-        _int("memory_limit_bytes", self.memory_limit_bytes, 2**16, 2**32)
-        _int("call_deadline_ms", self.call_deadline_ms, 1, 3_600_000)
-        _int("epoch_tick_ms", self.epoch_tick_ms, 1, 10_000)
-        _int("max_module_bytes", self.max_module_bytes, 1024, 2**30)
+        check_int("memory_limit_bytes", self.memory_limit_bytes, 2**16, 2**32)
+        check_int("call_deadline_ms", self.call_deadline_ms, 1, 3_600_000)
+        check_int("epoch_tick_ms", self.epoch_tick_ms, 1, 10_000)
+        check_int("max_module_bytes", self.max_module_bytes, 1024, 2**30)
         if self.epoch_tick_ms > self.call_deadline_ms:
             raise ConfigError("epoch_tick_ms: must not exceed call_deadline_ms")
         return self
@@ -121,7 +121,7 @@ class SandboxConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "sandbox config") -> SandboxConfig:
         names = {f.name for f in fields(cls)}
-        _check_keys(source, data, names)
+        check_keys(source, data, names)
         values = dict(data)
         if "allowed_imports" in values:
             values["allowed_imports"] = tuple(values["allowed_imports"])

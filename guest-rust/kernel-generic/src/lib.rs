@@ -264,7 +264,8 @@ impl GenericKernel {
             }
             if cur == usize::MAX || t < cur_start || t - cur_start >= interval {
                 cur_start = t - t.rem_euclid(interval);
-                cur = match buckets.iter().position(|(s, _)| *s == cur_start) {
+                // Time mostly moves forward: the bucket sought is nearly always among the last opened.
+                cur = match buckets.iter().rposition(|(s, _)| *s == cur_start) {
                     Some(p) => p,
                     None => {
                         buckets.push((cur_start, Acc::EMPTY));

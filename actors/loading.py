@@ -1,0 +1,45 @@
+"""The edge where YAML files become config objects. Nothing else reads YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from actors.config import SandboxConfig, TenantConfig, check_keys
+from actors.errors import ConfigError
+from actors.workload import TrafficShape, Workload
+
+
+def _read(path: Path) -> Any:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def load_tenant(path: Path) -> TenantConfig:
+    return TenantConfig.from_mapping(_read(path) or {}, str(path))
+
+
+def load_sandbox(path: Path) -> SandboxConfig:
+    return SandboxConfig.from_mapping(_read(path) or {}, str(path))
+
+
+def load_workload(path: Path) -> Workload:
+    """A workload file: ``name``, ``tenant`` (a path relative to the file, or inline) and ``traffic``."""
+    data = _read(path) or {}
+    check_keys(str(path), data, {"name", "description", "tenant", "traffic"})
+    if "tenant" not in data:
+        raise ConfigError(f"{path}: missing key 'tenant'")
+    tenant_ref = data["tenant"]
+    if isinstance(tenant_ref, str):
+        tenant = load_tenant((path.parent / tenant_ref).resolve())
+    else:
+        tenant = TenantConfig.from_mapping(tenant_ref, f"{path}: tenant")
+    traffic = TrafficShape.from_mapping(data.get("traffic") or {}, f"{path}: traffic")
+    return Workload(str(data.get("name", path.stem)), tenant, traffic)
