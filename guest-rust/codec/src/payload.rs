@@ -359,3 +359,52 @@ mod tests {
         assert_eq!(decode(&vec![1, 9, 0, 0]).unwrap().0, 9);
     }
 }
+
+/// The shared test vector (`testdata/payload_v1.hex`), also checked by
+/// `tests/unit/test_payload.py`: the Python encoder and this crate agree byte for byte.
+#[cfg(test)]
+mod shared_vector {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn vector() -> Vec<u8> {
+        let hex = include_str!("../testdata/payload_v1.hex").trim();
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn decodes_python_encoding() {
+        let buf = vector();
+        let mut r = PayloadReader::new(&buf).unwrap();
+        assert_eq!(r.org(), 1042);
+        let mut strings = Vec::new();
+        r.read_strings(&mut strings).unwrap();
+        let names: Vec<&[u8]> = strings.iter().map(|e| r.string(*e)).collect();
+        assert_eq!(names, [&b"cpu.usage"[..], b"host:h1", b"service:web", b"canary", b"mem.used", "zone:é".as_bytes()]);
+        let (mut tags, mut ts) = (Vec::new(), Vec::new());
+        let s0 = r.next_series(&mut tags, &mut ts).unwrap().unwrap();
+        assert_eq!((s0.metric, &tags[s0.tags_start..s0.tags_end]), (0, &[1u32, 2, 3][..]));
+        assert_eq!(&ts[s0.ts_start..s0.ts_end], &[1_764_000_000, 1_764_000_010, 1_764_000_005]);
+        assert_eq!((s0.value(0), s0.value(1), s0.value(2)), (0.5, -1.25, f64::INFINITY));
+        let s1 = r.next_series(&mut tags, &mut ts).unwrap().unwrap();
+        assert_eq!((s1.metric, s1.npoints(), s1.tags_end - s1.tags_start), (4, 0, 0));
+        let s2 = r.next_series(&mut tags, &mut ts).unwrap().unwrap();
+        assert_eq!(&ts[s2.ts_start..s2.ts_end], &[-5, 8_589_934_588]);
+        assert!(r.next_series(&mut tags, &mut ts).unwrap().is_none());
+    }
+
+    #[test]
+    fn rust_encoder_matches_python_bytes() {
+        let strings: [&[u8]; 6] = [b"cpu.usage", b"host:h1", b"service:web", b"canary", b"mem.used", "zone:é".as_bytes()];
+        let again = encode_payload(
+            1042,
+            &strings,
+            &[
+                (0, &[1, 2, 3], &[(1_764_000_000, 0.5), (1_764_000_010, -1.25), (1_764_000_005, f64::INFINITY)]),
+                (4, &[], &[]),
+                (0, &[1, 5], &[(-5, 1.0), (8_589_934_588, 2.0)]),
+            ],
+        );
+        assert_eq!(again, vector());
+    }
+}

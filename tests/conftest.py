@@ -1,0 +1,21 @@
+"""Shared fixtures. Unit tests need nothing built; integration tests build the real
+generic kernel once per session (cached by source hash across sessions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def generic_wasm() -> bytes:
+    from actors.kernel.build import build
+
+    return build().wasm
