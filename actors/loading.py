@@ -37,9 +37,6 @@ def load_workload(path: Path) -> Workload:
     if "tenant" not in data:
         raise ConfigError(f"{path}: missing key 'tenant'")
     tenant_ref = data["tenant"]
-    if isinstance(tenant_ref, str):
-        tenant = load_tenant((path.parent / tenant_ref).resolve())
-    else:
-        tenant = TenantConfig.from_mapping(tenant_ref, f"{path}: tenant")
+    tenant = load_tenant((path.parent / tenant_ref).resolve()) if isinstance(tenant_ref, str) else TenantConfig.from_mapping(tenant_ref, f"{path}: tenant")
     traffic = TrafficShape.from_mapping(data.get("traffic") or {}, f"{path}: traffic")
     return Workload(str(data.get("name", path.stem)), tenant, traffic)

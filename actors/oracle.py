@@ -52,7 +52,7 @@ def groups_of(query: Query, tags: tuple[str, ...]) -> list[str]:
             if kv is not None and kv[0] == key and kv[1] not in values:
                 values.append(kv[1])
         per_key.append(values or [MISSING])
-    return [",".join(f"{k}:{v}" for k, v in zip(query.by, combo)) for combo in itertools.product(*per_key)]
+    return [",".join(f"{k}:{v}" for k, v in zip(query.by, combo, strict=False)) for combo in itertools.product(*per_key)]
 
 
 @dataclass

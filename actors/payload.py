@@ -7,6 +7,7 @@ the Rust reader check for check, so both reject the same bytes for the same reas
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -125,12 +126,12 @@ def encode(msg: Message) -> bytes:
         write_uvarint(out, n)
         if n == 0:
             continue
-        ts = [p[0] for p in s.points]
-        for t in ts:
-            if not -(1 << 63) <= t < 1 << 63:
-                raise PayloadError("ts_out_of_range", f"timestamp {t} does not fit in 64 bits")
-        write_uvarint(out, zigzag(ts[0]))
-        deltas = [_wrap64(b - a) for a, b in zip(ts, ts[1:])]
+        stamps = [p[0] for p in s.points]
+        for stamp in stamps:
+            if not -(1 << 63) <= stamp < 1 << 63:
+                raise PayloadError("ts_out_of_range", f"timestamp {stamp} does not fit in 64 bits")
+        write_uvarint(out, zigzag(stamps[0]))
+        deltas = [_wrap64(b - a) for a, b in itertools.pairwise(stamps)]
         if all(-(1 << 31) <= d < 1 << 31 for d in deltas):
             out.append(TS_ENC_SVB)
             svb_encode(out, [((d << 1) ^ (d >> 31)) & 0xFFFFFFFF for d in deltas])
@@ -221,7 +222,7 @@ def decode(buf: bytes, expect_org: int | None = None) -> Message:
             raise r.fail("truncated", r.pos)
         values = struct.unpack_from(f"<{n}d", buf, r.pos)
         r.pos += 8 * n
-        series.append(Series(metric, tags, tuple(zip(ts, values))))
+        series.append(Series(metric, tags, tuple(zip(ts, values, strict=False))))
     if r.pos != len(buf):
         raise r.fail("trailing_bytes", r.pos)
     return Message(org, tuple(series))

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.config import TenantConfig, check_keys, check_int
+from actors.config import TenantConfig, check_int, check_keys
 from actors.errors import ConfigError
 from actors.payload import Message, Series
 

@@ -108,7 +108,7 @@ def validate_module(engine: wasmtime.Engine, wasm: bytes, sandbox: SandboxConfig
     min_pages = mem.limits.min
     if min_pages * 65536 > sandbox.memory_limit_bytes:
         raise ModuleRejected("memory_limit", f"declares {min_pages} pages minimum, above the limit of {sandbox.memory_limit_bytes} bytes")
-    for e in module.exports:
-        if isinstance(e.type, wasmtime.TableType) and e.type.limits.min > MAX_TABLE_ELEMENTS:
-            raise ModuleRejected("table_limit", f"table {e.name} declares {e.type.limits.min} elements")
+    for export in module.exports:
+        if isinstance(export.type, wasmtime.TableType) and export.type.limits.min > MAX_TABLE_ELEMENTS:
+            raise ModuleRejected("table_limit", f"table {export.name} declares {export.type.limits.min} elements")
     return module, ModuleInfo(imports, tuple(exports), min_pages, len(wasm))

@@ -54,7 +54,7 @@ def test_shipped_configs_load() -> None:
 def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "t.yaml"
     bad.write_text("org: [1\n")
-    with pytest.raises(ConfigError, match="t.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"t\.yaml: not valid YAML"):
         load_tenant(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_tenant(tmp_path / "missing.yaml")

@@ -262,7 +262,8 @@ impl GenericKernel {
             if !v.is_finite() {
                 continue;
             }
-            if cur == usize::MAX || t < cur_start || t - cur_start >= interval {
+            // |t| <= 2^62 and interval < 2^31: `cur_start + interval` cannot overflow (`t - cur_start` could).
+            if cur == usize::MAX || t < cur_start || t >= cur_start + interval {
                 cur_start = t - t.rem_euclid(interval);
                 // Time mostly moves forward: the bucket sought is nearly always among the last opened.
                 cur = match buckets.iter().rposition(|(s, _)| *s == cur_start) {

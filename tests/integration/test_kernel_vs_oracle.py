@@ -1,0 +1,139 @@
+"""The generic kernel (real wasm in real wasmtime) against the literal oracle."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors import oracle
+from actors.config import TenantConfig
+from actors.kernel.host import KernelHost
+from actors.loading import load_workload
+from actors.output import output_hash
+from actors.payload import Message, Series, encode
+from actors.query import Query, Term
+from actors.replay import replay
+from actors.workload import generate
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+# A small vocabulary so random filters, groups and tags collide often.
+KEYS = ["host", "env", "team"]
+VALUES = ["a", "ab", "b", "N/A", ""]
+BARE = ["canary", "host"]
+METRICS = ["cpu", "mem"]
+
+tags = st.one_of(st.builds(lambda k, v: f"{k}:{v}", st.sampled_from(KEYS), st.sampled_from(VALUES)), st.sampled_from(BARE))
+terms = st.one_of(
+    st.builds(lambda n, t: Term(n, tag=t), st.booleans(), tags),
+    st.builds(lambda n, k, p: Term(n, key=k, prefix=p), st.booleans(), st.sampled_from(KEYS), st.sampled_from(["", "a", "b", "N"])),
+)
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1.0, 0.1, 0.2, 0.3, 1e308, -1e308, 5e-324]),
+)
+# Timestamps around zero and bucket boundaries, negative ones included.
+timestamps = st.one_of(st.integers(-100, 100), st.integers(1_764_000_000 - 70, 1_764_000_000 + 70), st.sampled_from([-(2**62), 2**62]))
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> TenantConfig:
+    qs = []
+    for i in range(draw(st.integers(1, 6))):
+        qs.append(
+            Query(
+                f"q{i}",
+                draw(st.sampled_from(["sum", "min", "max", "avg", "count"])),
+                draw(st.sampled_from(METRICS)),
+                tuple(draw(st.lists(terms, max_size=3))),
+                tuple(draw(st.lists(st.sampled_from([*KEYS, "zone"]), unique=True, max_size=3))),
+            )
+        )
+    return TenantConfig(org=7, interval_s=draw(st.sampled_from([1, 7, 30, 3600])), queries=tuple(qs)).validate()
+
+
+series = st.builds(
+    Series,
+    st.sampled_from([*METRICS, "other"]),
+    st.lists(tags, max_size=6).map(tuple),
+    st.lists(st.tuples(timestamps, values), max_size=8).map(tuple),
+)
+messages = st.builds(Message, st.sampled_from([7, 7, 7, 8]), st.lists(series, max_size=4).map(tuple))
+
+
+def _kernel_rows(wasm: bytes, cfg: TenantConfig, payloads: list[bytes], batch: int) -> tuple[str, int, dict[str, int]]:
+    host = KernelHost(wasm, cfg)
+    rep = replay(host, payloads, batch)
+    return output_hash(rep.rows), rep.accepted, rep.rejected
+
+
+@given(cfg=configs(), msgs=st.lists(messages, max_size=6), batch=st.integers(1, 4))
+def test_random_configs_and_traffic_agree_with_the_oracle(generic_wasm: bytes, cfg: TenantConfig, msgs: list[Message], batch: int) -> None:
+    payloads = [encode(m) for m in msgs]
+    ref = oracle.aggregate(cfg, payloads)
+    got_hash, accepted, rejected = _kernel_rows(generic_wasm, cfg, payloads, batch)
+    assert got_hash == output_hash(ref.rows)
+    assert accepted == ref.accepted
+    assert rejected == ref.rejected
+
+
+def test_edge_semantics_spelled_out(generic_wasm: bytes) -> None:
+    """The README's semantics on a hand-made case, checked against literal expectations."""
+    cfg = TenantConfig.from_mapping(
+        {
+            "org": 7,
+            "interval_s": 30,
+            "queries": [
+                {"id": "by_team", "q": "sum:cpu{host:a*,!env:prod} by {team,zone}"},
+                {"id": "n", "q": "count:cpu{canary}"},
+                {"id": "lo", "q": "min:cpu{*}"},
+            ],
+        }
+    )
+    m = Message(
+        7,
+        (
+            Series("cpu", ("host:ab", "team:x", "team:y", "canary"), ((-1, 1.5), (29, math.nan), (30, 2.0), (-31, -0.0))),
+            Series("cpu", ("host:ab", "env:prod", "team:x"), ((0, 100.0),)),
+            Series("cpu", ("host:b",), ((0, 0.0),)),
+        ),
+    )
+    host = KernelHost(generic_wasm, cfg)
+    res = host.process([encode(m)])
+    assert (res.accepted, res.points, res.nonfinite) == (1, 6, 1)
+    rows = {(r.query, r.bucket, r.group): r.value for r in host.flush()}
+    assert rows[("by_team", -30, "team:x,zone:N/A")] == 1.5
+    assert rows[("by_team", -30, "team:y,zone:N/A")] == 1.5
+    assert rows[("by_team", 30, "team:x,zone:N/A")] == 2.0
+    assert math.copysign(1, rows[("by_team", -60, "team:x,zone:N/A")]) == 1  # +0.0 + -0.0 = +0.0
+    assert rows[("n", -30, "")] == 1.0 and rows[("n", 30, "")] == 1.0
+    assert rows[("lo", 0, "")] == 0.0  # the env:prod series is not filtered for lo
+    assert math.copysign(1, rows[("lo", -60, "")]) == -1  # -0.0 is the first (and only) value there
+    assert ("by_team", 0, "team:x,zone:N/A") not in rows  # only NaN landed there
+    assert host.flush() == []  # flushed buckets are forgotten
+
+
+@pytest.mark.parametrize("name", ["w1", "w2"])
+def test_workloads_agree_with_the_oracle(generic_wasm: bytes, name: str) -> None:
+    wl = load_workload(REPO / "configs" / "workloads" / f"{name}.yaml")
+    payloads = [encode(m) for m in generate(wl, 30, seed=11)]
+    ref = oracle.aggregate(wl.tenant, payloads)
+    for batch in (1, 7, 64):
+        host = KernelHost(generic_wasm, wl.tenant)
+        rep = replay(host, payloads, batch)
+        assert output_hash(rep.rows) == output_hash(ref.rows), f"batch size {batch}"
+        assert (rep.points, rep.nonfinite) == (ref.points, ref.nonfinite)
+    assert len(ref.rows) > 100
+
+
+def test_watermark_flush_emits_only_closed_buckets(generic_wasm: bytes) -> None:
+    cfg = TenantConfig.from_mapping({"org": 7, "interval_s": 10, "queries": ["sum:cpu{*}"]})
+    host = KernelHost(generic_wasm, cfg)
+    host.process([encode(Message(7, (Series("cpu", (), ((0, 1.0), (10, 2.0), (25, 3.0))),)))])
+    assert [(r.bucket, r.value) for r in host.flush(watermark=20)] == [(0, 1.0), (10, 2.0)]
+    assert [(r.bucket, r.value) for r in host.flush()] == [(20, 3.0)]

@@ -1,0 +1,145 @@
+"""Hostile and broken modules: refused before running, or stopped by the limits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import wasmtime
+
+from actors.config import SandboxConfig, TenantConfig
+from actors.errors import KernelError, KernelOutOfMemory, KernelTimeout, KernelTrap, ModuleRejected
+from actors.kernel.host import KernelHost
+from actors.payload import Message, Series, encode
+
+pytestmark = pytest.mark.integration
+
+CFG = TenantConfig.from_mapping({"org": 7, "interval_s": 30, "queries": ["sum:cpu{*}"]})
+FAST = SandboxConfig(memory_limit_bytes=32 * 2**20, call_deadline_ms=300, epoch_tick_ms=10)
+MSG = encode(Message(7, (Series("cpu", (), ((0, 1.0),)),)))
+
+
+def module(process_body: str, extra: str = "", imports: str = "") -> bytes:
+    """A module with the full ABI whose evoagg_process runs ``process_body``."""
+    wat = f"""
+    (module
+      {imports}
+      (memory (export "memory") 2)
+      (func (export "evoagg_abi_version") (result i32) i32.const 1)
+      (func (export "evoagg_alloc") (param i32) (result i32) i32.const 1024)
+      (func (export "evoagg_free") (param i32 i32))
+      (func (export "evoagg_init") (param i32 i32) (result i32) i32.const 0)
+      (func (export "evoagg_process") (param i32 i32) (result i32) {process_body})
+      (func (export "evoagg_flush") (param i64) (result i32) i32.const 0)
+      (func (export "evoagg_result_ptr") (result i32) i32.const 0)
+      {extra}
+    )"""
+    return wasmtime.wat2wasm(wat)
+
+
+def still_works(generic_wasm: bytes) -> None:
+    host = KernelHost(generic_wasm, CFG, FAST)
+    assert host.process([MSG]).accepted == 1
+    assert [r.value for r in host.flush()] == [1.0]
+
+
+def test_trap_is_typed_names_the_batch_and_poisons_the_instance(generic_wasm: bytes) -> None:
+    host = KernelHost(module("unreachable"), CFG, FAST, name="evil")
+    with pytest.raises(KernelTrap) as e:
+        host.process([MSG], batch="b-17")
+    assert e.value.batch == "b-17" and "evil" in str(e.value)
+    assert host.poisoned
+    with pytest.raises(KernelError, match="unusable"):
+        host.process([MSG], batch="b-18")
+    still_works(generic_wasm)
+
+
+def test_infinite_loop_hits_the_deadline(generic_wasm: bytes) -> None:
+    host = KernelHost(module("(loop (br 0)) i32.const 0"), CFG, FAST)
+    t0 = time.monotonic()
+    with pytest.raises(KernelTimeout) as e:
+        host.process([MSG], batch="spin")
+    assert time.monotonic() - t0 < 10
+    assert e.value.batch == "spin"
+    still_works(generic_wasm)
+
+
+def test_unbounded_memory_growth_is_stopped(generic_wasm: bytes) -> None:
+    # Grows a page at a time until refused, then traps.
+    grow = "(block (loop (br_if 1 (i32.eq (memory.grow (i32.const 1)) (i32.const -1))) (br 0))) unreachable"
+    host = KernelHost(module(grow), CFG, FAST)
+    with pytest.raises(KernelOutOfMemory):
+        host.process([MSG], batch="hog")
+    assert host._memory.data_len(host.store) == FAST.memory_limit_bytes
+    still_works(generic_wasm)
+
+
+def test_kernel_allocator_out_of_memory(generic_wasm: bytes) -> None:
+    """The real kernel under a tiny memory limit: huge batches fail typed, not fatally."""
+    tiny = SandboxConfig(memory_limit_bytes=2 * 2**20, call_deadline_ms=5000, epoch_tick_ms=10)
+    host = KernelHost(generic_wasm, CFG, tiny)
+    with pytest.raises(KernelOutOfMemory):
+        host.process([MSG] * 200_000, batch="huge")
+    still_works(generic_wasm)
+
+
+@pytest.mark.parametrize(
+    ("wasm", "reason"),
+    [
+        (b"\x00asm\x01\x00\x00\x00garbage", "invalid"),
+        (b"not wasm at all", "invalid"),
+        (module("i32.const 0", imports='(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'), "import_not_allowed"),
+        (wasmtime.wat2wasm('(module (memory (export "memory") 1))'), "missing_export"),
+        (module("i32.const 0").replace(b"evoagg_flush", b"evoagg_flusx"), "missing_export"),
+        (
+            wasmtime.wat2wasm(
+                '(module (memory (export "memory") 1)'
+                + "".join(
+                    f'(func (export "{n}") {sig})'
+                    for n, sig in [
+                        ("evoagg_abi_version", "(result i32) i32.const 1"),
+                        ("evoagg_alloc", "(param i32) (result i32) i32.const 0"),
+                        ("evoagg_free", "(param i32 i32)"),
+                        ("evoagg_init", "(param i32 i32) (result i32) i32.const 0"),
+                        ("evoagg_process", "(param i32 i32) (result i32) i32.const 0"),
+                        ("evoagg_flush", "(param i32) (result i32) i32.const 0"),
+                        ("evoagg_result_ptr", "(result i32) i32.const 0"),
+                    ]
+                )
+                + ")"
+            ),
+            "bad_signature",
+        ),
+        (module("i32.const 0").replace(b"memory", b"memorx"), "missing_export"),
+    ],
+)
+def test_bad_modules_are_rejected_before_running(generic_wasm: bytes, wasm: bytes, reason: str) -> None:
+    with pytest.raises(ModuleRejected) as e:
+        KernelHost(wasm, CFG, FAST)
+    assert e.value.reason == reason
+    still_works(generic_wasm)
+
+
+def test_size_and_memory_limits(generic_wasm: bytes) -> None:
+    with pytest.raises(ModuleRejected) as e:
+        KernelHost(generic_wasm, CFG, SandboxConfig(max_module_bytes=1024))
+    assert e.value.reason == "too_large"
+    big_memory = wasmtime.wat2wasm('(module (memory (export "memory") 1000))')
+    with pytest.raises(ModuleRejected) as e:
+        KernelHost(big_memory, CFG, FAST)
+    assert e.value.reason in ("missing_export", "memory_limit")
+
+
+def test_threads_feature_is_not_enabled() -> None:
+    # A module with one shared memory (limits flag 0x03, min 1, max 1), written by hand.
+    shared = b"\x00asm\x01\x00\x00\x00" + b"\x05\x04\x01\x03\x01\x01"
+    with pytest.raises(ModuleRejected) as e:
+        KernelHost(shared, CFG, FAST)
+    assert e.value.reason == "invalid"
+
+
+def test_wrong_abi_version() -> None:
+    wasm = module("i32.const 0").replace(b"\x41\x01\x0b", b"\x41\x02\x0b", 1)
+    with pytest.raises(ModuleRejected) as e:
+        KernelHost(wasm, CFG, FAST)
+    assert e.value.reason == "abi_version"
