@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Sets evoagg up on Debian 12 and runs one job:
+#   bash setup.sh demo   # the main job (see README "Quick start")
+#   bash setup.sh test   # the whole test suite (what CI runs)
+#   bash setup.sh        # set up only
+# Installs, when missing: the Rust->wasm toolchain from Debian (rustc-web, rust-web-src,
+# cargo-web, lld), python3-venv, then the package into ./.venv with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")"
+job="${1:-setup}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+[ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library/core ] || need_apt+=(rustc-web rust-web-src)
+[ -x /usr/bin/cargo ] || need_apt+=(cargo-web)
+command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.evoagg-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing the package into .venv (pip)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+
+case "$job" in
+  setup) echo "setup: done (.venv/bin/evoagg is ready)" ;;
+  demo)
+    mkdir -p out
+    for w in w1:1042 w2:2077; do
+      name=${w%%:*}; org=${w##*:}
+      .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 2000 --seed 7 --out "out/$name.bin"
+      .venv/bin/evoagg replay --config "configs/tenants/$org.yaml" --input "out/$name.bin" --kernel generic --out "out/$name.parquet"
+      echo
+    done
+    ;;
+  test) exec .venv/bin/python -m pytest -q ;;
+  *) echo "usage: bash setup.sh [setup|demo|test]" >&2; exit 2 ;;
+esac
