@@ -56,7 +56,8 @@ def _replay(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out: expected a .parquet, .csv or .jsonl path, found {args.out}")
     wasm, kernel_desc = _load_kernel(args.kernel)
     host = KernelHost(wasm, cfg, sandbox, name=f"org {cfg.org} {args.kernel}")
-    items = list(read_payloads(args.input))
+    # Stream the input unless the oracle needs to see it again.
+    items = list(read_payloads(args.input)) if args.oracle else read_payloads(args.input)
     rep = replay(host, items, args.batch)
     summary: dict[str, object] = {"org": cfg.org, "kernel": kernel_desc, "input": str(args.input), **rep.summary()}
     if args.oracle:
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except (ConfigError, StreamError) as e:
         print(f"evoagg: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"evoagg: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
     except (BuildFailed, ModuleRejected, KernelError, EvoaggError) as e:
         print(f"evoagg: failed: {e}", file=sys.stderr)

@@ -78,7 +78,9 @@ class KernelHost:
             raise self._failed(e, batch) from None
 
     def _failed(self, e: Exception, batch: str) -> KernelError:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        # wasmtime puts the backtrace first and the cause ("wasm trap: ...") last.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        msg = lines[-1] if lines else type(e).__name__
         code = getattr(e, "trap_code", None)
         err: KernelError
         if code == wasmtime.TrapCode.INTERRUPT:

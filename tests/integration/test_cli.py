@@ -79,6 +79,29 @@ def test_bad_inputs_exit_2_with_a_clear_message(traffic: Path, tmp_path: Path) -
     assert r.returncode == 2 and "--out" in r.stderr
 
 
+def test_missing_files_exit_2(tmp_path: Path) -> None:
+    r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(tmp_path / "absent.bin"))
+    assert r.returncode == 2 and "absent.bin" in r.stderr and "Traceback" not in r.stderr
+    r = evoagg("gen", "--workload", "configs/workloads/w1.yaml", "--messages", "1", "--out", str(tmp_path / "no" / "dir.bin"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_a_module_file_and_sandbox_limits(traffic: Path, tmp_path: Path, generic_wasm: bytes) -> None:
+    wasm = tmp_path / "k.wasm"
+    wasm.write_bytes(generic_wasm)
+    a = json.loads(evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--json").stdout)
+    r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--kernel", str(wasm), "--sandbox", "configs/sandbox.yaml", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["output_hash"] == a["output_hash"]
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("memory_limit_bytes: 1048576\n")
+    r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--sandbox", str(tiny))
+    assert r.returncode == 1 and "memory" in r.stderr and "Traceback" not in r.stderr
+    wasm.write_bytes(b"\x00asm\x01\x00\x00\x00junk")
+    r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--kernel", str(wasm))
+    assert r.returncode == 1 and "invalid" in r.stderr
+
+
 def test_wrong_tenant_traffic_is_rejected_not_fatal(traffic: Path) -> None:
     r = evoagg("replay", "--config", "configs/tenants/2077.yaml", "--input", str(traffic), "--json")
     assert r.returncode == 0, r.stderr

@@ -48,6 +48,7 @@ def test_trap_is_typed_names_the_batch_and_poisons_the_instance(generic_wasm: by
     with pytest.raises(KernelTrap) as e:
         host.process([MSG], batch="b-17")
     assert e.value.batch == "b-17" and "evil" in str(e.value)
+    assert "unreachable" in str(e.value)
     assert host.poisoned
     with pytest.raises(KernelError, match="unusable"):
         host.process([MSG], batch="b-18")
@@ -80,6 +81,18 @@ def test_kernel_allocator_out_of_memory(generic_wasm: bytes) -> None:
     host = KernelHost(generic_wasm, CFG, tiny)
     with pytest.raises(KernelOutOfMemory):
         host.process([MSG] * 200_000, batch="huge")
+    still_works(generic_wasm)
+
+
+def test_kernel_state_growth_hits_the_limit_typed(generic_wasm: bytes) -> None:
+    """The real kernel accumulating ever more groups runs out inside its own allocator."""
+    cfg = TenantConfig.from_mapping({"org": 7, "interval_s": 30, "queries": ["count:cpu{*} by {host}"]})
+    host = KernelHost(generic_wasm, cfg, SandboxConfig(memory_limit_bytes=4 * 2**20, call_deadline_ms=5000, epoch_tick_ms=10))
+    with pytest.raises(KernelOutOfMemory):
+        for b in range(200):
+            series = tuple(Series("cpu", (f"host:h{b}-{i}-{'x' * 40}",), ((b, 1.0),)) for i in range(500))
+            host.process([encode(Message(7, series))], batch=f"grow-{b}")
+    assert host.poisoned
     still_works(generic_wasm)
 
 
