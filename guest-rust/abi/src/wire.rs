@@ -45,6 +45,14 @@ pub fn result_ptr() -> i32 {
     result_buf().as_ptr() as i32
 }
 
+/// Replaces the result buffer's contents; returns their length.
+pub fn set_result(bytes: &[u8]) -> i32 {
+    let buf = result_buf();
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    buf.len() as i32
+}
+
 /// A view of host-written guest memory.
 ///
 /// # Safety
