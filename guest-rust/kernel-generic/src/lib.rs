@@ -116,6 +116,7 @@ pub struct GenericKernel {
     s_odometer: Vec<u32>,
     s_tuple: Vec<u8>,
     s_slots: Vec<u32>,
+    s_points: Vec<(i64, f64)>,
 }
 
 impl GenericKernel {
@@ -156,6 +157,7 @@ impl GenericKernel {
             s_odometer: Vec::new(),
             s_tuple: Vec::new(),
             s_slots: Vec::new(),
+            s_points: Vec::new(),
         };
         for (qi, q) in cfg.queries.iter().enumerate() {
             let metric = k.intern(&q.metric);
@@ -250,32 +252,25 @@ impl GenericKernel {
             }
         }
     }
+}
 
-    fn aggregate(&mut self, slot: u32, ts: &[i64], values: &[u8]) {
-        let interval = self.interval;
-        let buckets = &mut self.slots[slot as usize].buckets;
-        let mut cur_start = 0i64;
-        let mut cur = usize::MAX;
-        for (i, &t) in ts.iter().enumerate() {
-            let b = &values[8 * i..8 * i + 8];
-            let v = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-            if !v.is_finite() {
-                continue;
-            }
-            // |t| <= 2^62 and interval < 2^31: `cur_start + interval` cannot overflow (`t - cur_start` could).
-            if cur == usize::MAX || t < cur_start || t >= cur_start + interval {
-                cur_start = t - t.rem_euclid(interval);
-                // Time mostly moves forward: the bucket sought is nearly always among the last opened.
-                cur = match buckets.iter().rposition(|(s, _)| *s == cur_start) {
-                    Some(p) => p,
-                    None => {
-                        buckets.push((cur_start, Acc::EMPTY));
-                        buckets.len() - 1
-                    }
-                };
-            }
-            buckets[cur].1.add(v);
+/// Adds a series' finite points, `(bucket start, value)` in arrival order, to one slot.
+fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)]) {
+    let mut cur_start = 0i64;
+    let mut cur = usize::MAX;
+    for &(start, v) in points {
+        if cur == usize::MAX || start != cur_start {
+            cur_start = start;
+            // Time mostly moves forward: the bucket sought is nearly always among the last opened.
+            cur = match buckets.iter().rposition(|(s, _)| *s == start) {
+                Some(p) => p,
+                None => {
+                    buckets.push((start, Acc::EMPTY));
+                    buckets.len() - 1
+                }
+            };
         }
+        buckets[cur].1.add(v);
     }
 }
 
@@ -316,13 +311,30 @@ impl Kernel for GenericKernel {
                 *t = local[*t as usize];
             }
             let mut stats = MessageStats::default();
+            let mut points = core::mem::take(&mut self.s_points);
+            let interval = self.interval;
             for s in &series {
                 let ts = &ts[s.ts.0 as usize..s.ts.1 as usize];
                 let values = &payload[s.values as usize..s.values as usize + 8 * ts.len()];
                 stats.points += ts.len() as u64;
-                stats.nonfinite += values.chunks_exact(8).filter(|b| !f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).is_finite()).count() as u64;
+                // Decode once per series: the finite points with their bucket start.
+                points.clear();
+                let mut cur_start = 0i64;
+                for (i, &t) in ts.iter().enumerate() {
+                    let b = &values[8 * i..8 * i + 8];
+                    let v = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                    if !v.is_finite() {
+                        stats.nonfinite += 1;
+                        continue;
+                    }
+                    // |t| <= 2^62 and interval < 2^31: `cur_start + interval` cannot overflow (`t - cur_start` could).
+                    if points.is_empty() || t < cur_start || t >= cur_start + interval {
+                        cur_start = t - t.rem_euclid(interval);
+                    }
+                    points.push((cur_start, v));
+                }
                 let mq = self.metric_queries[local[s.metric as usize] as usize];
-                if mq == NONE || ts.is_empty() {
+                if mq == NONE || points.is_empty() {
                     continue;
                 }
                 let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];
@@ -332,11 +344,12 @@ impl Kernel for GenericKernel {
                         continue;
                     }
                     self.group_slots(qi, tags);
-                    for n in 0..self.s_slots.len() {
-                        self.aggregate(self.s_slots[n], ts, values);
+                    for &slot in &self.s_slots {
+                        aggregate(&mut self.slots[slot as usize].buckets, &points);
                     }
                 }
             }
+            self.s_points = points;
             stats
         });
         self.s_strings = strings;
