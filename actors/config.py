@@ -124,5 +124,11 @@ class SandboxConfig:
         check_keys(source, data, names)
         values = dict(data)
         if "allowed_imports" in values:
-            values["allowed_imports"] = tuple(values["allowed_imports"])
-        return cls(**values).validate()
+            imports = values["allowed_imports"] or []
+            if not isinstance(imports, list) or not all(isinstance(i, str) and "." in i for i in imports):
+                raise ConfigError(f"{source}: allowed_imports: expected a list of 'module.name' strings, found {imports!r}")
+            values["allowed_imports"] = tuple(imports)
+        try:
+            return cls(**values).validate()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None

@@ -113,7 +113,10 @@ def encode(msg: Message) -> bytes:
     write_uvarint(out, msg.org)
     write_uvarint(out, len(index))
     for text in index:
-        b = text.encode("utf-8")
+        try:
+            b = text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise PayloadError("bad_utf8", f"string {text!r} cannot be UTF-8 encoded: {e.reason}") from None
         write_uvarint(out, len(b))
         out += b
     write_uvarint(out, len(msg.series))
@@ -282,27 +285,47 @@ def to_json(msg: Message) -> dict[str, Any]:
     }
 
 
+_VALUE_WORDS = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
+def _json_value(v: Any) -> float:
+    if isinstance(v, str) and v.lower() in _VALUE_WORDS:
+        return _VALUE_WORDS[v.lower()]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"value {v!r} is not a number")
+    return float(v)  # OverflowError for an int beyond the float range
+
+
 def from_json(obj: Any, where: str = "message") -> Message:
     """Builds a message from its JSON form; raises :class:`PayloadError` naming what is wrong."""
     try:
-        if not isinstance(obj, dict) or set(obj) - {"org", "series"}:
+        if not isinstance(obj, dict) or set(obj) - {"org", "series"} or "series" not in obj:
             raise ValueError("expected an object with 'org' and 'series'")
         org = obj["org"]
         if isinstance(org, bool) or not isinstance(org, int):
             raise ValueError("org: expected an integer")
+        if not isinstance(obj["series"], list):
+            raise ValueError("series: expected a list")
         series = []
         for i, s in enumerate(obj["series"]):
+            if not isinstance(s, dict) or set(s) - {"metric", "tags", "points"}:
+                raise ValueError(f"series[{i}]: expected an object with 'metric', 'tags', 'points'")
             metric, tags, points = s["metric"], s.get("tags", []), s["points"]
-            if not isinstance(metric, str) or not all(isinstance(t, str) for t in tags):
-                raise ValueError(f"series[{i}]: metric and tags must be strings")
+            if not isinstance(metric, str) or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise ValueError(f"series[{i}]: metric must be a string and tags a list of strings")
+            if not isinstance(points, list):
+                raise ValueError(f"series[{i}]: points: expected a list of [ts, value]")
             pts = []
-            for t, v in points:
+            for p in points:
+                if not isinstance(p, list) or len(p) != 2:
+                    raise ValueError(f"series[{i}]: point {p!r} is not [ts, value]")
+                t, v = p
                 if isinstance(t, bool) or not isinstance(t, int):
                     raise ValueError(f"series[{i}]: timestamp {t!r} is not an integer")
-                pts.append((t, float(v)))
+                pts.append((t, _json_value(v)))
             series.append(Series(metric, tuple(tags), tuple(pts)))
         return Message(org, tuple(series))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise PayloadError("bad_json", f"{where}: {e}") from None
 
 
@@ -320,6 +343,8 @@ def frame(payloads: Iterable[bytes]) -> bytes:
 
 def write_stream(path: Path, messages: Iterable[Message]) -> int:
     """Writes ``.bin`` (magic, then framed payloads) or ``.jsonl``; returns the count."""
+    if path.suffix not in (".bin", ".jsonl"):
+        raise StreamError(f"{path}: expected a .bin or .jsonl file")
     n = 0
     with open(path, "wb") as f:
         if path.suffix == ".jsonl":
@@ -332,8 +357,6 @@ def write_stream(path: Path, messages: Iterable[Message]) -> int:
                 p = encode(m)
                 f.write(struct.pack("<I", len(p)) + p)
                 n += 1
-        else:
-            raise StreamError(f"{path}: expected a .bin or .jsonl file")
     return n
 
 
@@ -366,7 +389,7 @@ def read_payloads(path: Path) -> Iterator[bytes | PayloadError]:
                     continue
                 try:
                     yield encode(from_json(json.loads(line), f"{path}:{lineno}"))
-                except json.JSONDecodeError as e:
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
                     yield PayloadError("bad_json", f"{path}:{lineno}: {e}")
                 except PayloadError as e:
                     yield e

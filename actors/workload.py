@@ -68,8 +68,8 @@ class TrafficShape:
         check_int("hosts", self.hosts, 1, 10**7)
         for k, n in self.tags.items():
             check_int(f"tags.{k}", n, 1, 10**7)
-        if not self.metrics or any(w <= 0 for w in self.metrics.values()):
-            raise ConfigError("metrics: expected at least one metric with a positive weight")
+        if not self.metrics or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 for w in self.metrics.values()):
+            raise ConfigError("metrics: expected at least one metric, each with a positive weight")
         for k, p in self.bare_tags.items():
             _rate(f"bare_tags.{k}", p)
         _rate("multi_value_rate", self.multi_value_rate)
@@ -80,6 +80,9 @@ class TrafficShape:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "traffic") -> TrafficShape:
         check_keys(source, data, set(cls.__dataclass_fields__))
+        for name in ("tags", "metrics", "bare_tags"):
+            if name in data and not (isinstance(data[name], Mapping) and all(isinstance(k, str) for k in data[name])):
+                raise ConfigError(f"{source}: {name}: expected a mapping of names to numbers, found {data[name]!r}")
         try:
             return cls(**data).validate()
         except (ConfigError, TypeError) as e:

@@ -84,9 +84,13 @@ def decode_batch_result(buf: bytes, batch_size: int) -> BatchResult:
     if len(buf) != 24 + 12 * nrej or ok + nrej != batch_size:
         raise KernelError(f"batch result inconsistent: {ok} ok + {nrej} rejected for {batch_size} messages, {len(buf)} bytes")
     rej = []
+    last = -1
     for i in range(nrej):
         index, code, offset = struct.unpack_from("<III", buf, 24 + 12 * i)
-        rej.append(Rejection(index, REJECT_REASONS.get(code, f"code_{code}"), offset))
+        if not last < index < batch_size:
+            raise KernelError(f"batch result names message {index} out of order or outside a batch of {batch_size}")
+        last = index
+        rej.append(Rejection(index, REJECT_REASONS.get(code, f"unknown_code_{code}"), offset))
     return BatchResult(ok, points, nonfinite, rej)
 
 

@@ -44,11 +44,18 @@ class KernelHost:
         self.store.set_limits(memory_size=self.sandbox.memory_limit_bytes, instances=1, tables=4, memories=1, table_elements=100_000)
         self._poisoned: str | None = None
         self._query_ids = config.query_ids()
-        instance = self._call("instantiate", lambda: wasmtime.Instance(self.store, self.module, []))
+        try:
+            self._start(config)
+        except KernelError as e:
+            # A module that cannot even start is refused, like one that fails validation.
+            raise ModuleRejected("init_failed", str(e)) from None
+
+    def _start(self, config: TenantConfig) -> None:
+        instance = self._call("init", lambda: wasmtime.Instance(self.store, self.module, []))
         ex = instance.exports(self.store)
         self._memory: wasmtime.Memory = ex["memory"]  # type: ignore[assignment]
         self._f: dict[str, wasmtime.Func] = {n: ex[n] for n in abi.EXPORTS}  # type: ignore[misc]
-        self._oom = ex.get("evoagg_oom") if "evoagg_oom" in self.info.exports else None
+        self._oom = ex["evoagg_oom"] if "evoagg_oom" in self.info.exports else None
         version = self._invoke("evoagg_abi_version", "init")
         if version != abi.ABI_VERSION:
             raise ModuleRejected("abi_version", f"module speaks ABI {version}, host speaks {abi.ABI_VERSION}")
@@ -97,6 +104,7 @@ class KernelHost:
             mem = self._memory.data_len(self.store)
         except (AttributeError, wasmtime.WasmtimeError):
             return False
+        # A module that grew to the limit and then trapped was, most likely, refused memory.
         if mem + 65536 > self.sandbox.memory_limit_bytes:
             return True
         if self._oom is not None:
@@ -123,6 +131,10 @@ class KernelHost:
                 raise KernelOutOfMemory(f"{self.name}: could not allocate {cap} bytes for the batch", batch)
             self._buf_ptr, self._buf_cap = ptr, cap
         if data:
+            size = self._memory.data_len(self.store)
+            if not 0 < self._buf_ptr <= size - len(data):
+                self._poisoned = f"evoagg_alloc returned {self._buf_ptr}, outside memory of {size} bytes"
+                raise KernelError(f"{self.name}: {self._poisoned}", batch)
             self._memory.write(self.store, data, self._buf_ptr)
         return self._buf_ptr
 
@@ -130,7 +142,8 @@ class KernelHost:
         ptr = self._invoke("evoagg_result_ptr", batch)
         size = self._memory.data_len(self.store)
         if n < 0 or ptr < 0 or ptr + n > size:
-            raise KernelError(f"{self.name}: result span {ptr}+{n} outside memory of {size} bytes", batch)
+            self._poisoned = f"result span {ptr}+{n} outside memory of {size} bytes"
+            raise KernelError(f"{self.name}: {self._poisoned}", batch)
         return bytes(self._memory.read(self.store, ptr, ptr + n))
 
     def process(self, payloads: Sequence[bytes], batch: str = "") -> abi.BatchResult:

@@ -100,6 +100,9 @@ def validate_module(engine: wasmtime.Engine, wasm: bytes, sandbox: SandboxConfig
             raise ModuleRejected("missing_export", f"function {name} is not exported")
         if _sig(t) != want:
             raise ModuleRejected("bad_signature", f"{name} has {_sig(t)}, expected {want}")
+    oom = exports.get("evoagg_oom")
+    if oom is not None and (not isinstance(oom, wasmtime.FuncType) or _sig(oom) != ((), ("i32",))):
+        raise ModuleRejected("bad_signature", "optional export evoagg_oom must be a function () -> i32")
     mem = exports.get("memory")
     if not isinstance(mem, wasmtime.MemoryType):
         raise ModuleRejected("missing_export", "memory is not exported")

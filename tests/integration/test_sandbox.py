@@ -19,14 +19,14 @@ FAST = SandboxConfig(memory_limit_bytes=32 * 2**20, call_deadline_ms=300, epoch_
 MSG = encode(Message(7, (Series("cpu", (), ((0, 1.0),)),)))
 
 
-def module(process_body: str, extra: str = "", imports: str = "") -> bytes:
+def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "i32.const 1024") -> bytes:
     """A module with the full ABI whose evoagg_process runs ``process_body``."""
     wat = f"""
     (module
       {imports}
       (memory (export "memory") 2)
       (func (export "evoagg_abi_version") (result i32) i32.const 1)
-      (func (export "evoagg_alloc") (param i32) (result i32) i32.const 1024)
+      (func (export "evoagg_alloc") (param i32) (result i32) {alloc})
       (func (export "evoagg_free") (param i32 i32))
       (func (export "evoagg_init") (param i32 i32) (result i32) i32.const 0)
       (func (export "evoagg_process") (param i32 i32) (result i32) {process_body})
@@ -131,6 +131,47 @@ def test_bad_modules_are_rejected_before_running(generic_wasm: bytes, wasm: byte
         KernelHost(wasm, CFG, FAST)
     assert e.value.reason == reason
     still_works(generic_wasm)
+
+
+@pytest.mark.parametrize("alloc", ["i32.const 200000", "i32.const -8", "i32.const 131070"])
+def test_alloc_returning_a_bad_pointer_is_refused(generic_wasm: bytes, alloc: str) -> None:
+    with pytest.raises(ModuleRejected, match="outside memory") as e:
+        KernelHost(module("i32.const 0", alloc=alloc), CFG, FAST)
+    assert e.value.reason == "init_failed"
+    still_works(generic_wasm)
+
+
+def test_init_that_traps_is_refused(generic_wasm: bytes) -> None:
+    wasm = module("i32.const 0").replace(b"\x41\x00\x0b", b"\x00\x00\x0b", 1)  # evoagg_init: unreachable
+    with pytest.raises(ModuleRejected) as e:
+        KernelHost(wasm, CFG, FAST)
+    assert e.value.reason == "init_failed" and "unreachable" in str(e.value)
+
+
+def test_result_claims_outside_memory_or_inconsistent(generic_wasm: bytes) -> None:
+    huge = KernelHost(module("i32.const 999999"), CFG, FAST)
+    with pytest.raises(KernelError, match="outside memory"):
+        huge.process([MSG])
+    lying = KernelHost(module("i32.const 24"), CFG, FAST)  # 24 zero bytes: 0 ok + 0 rejected for 1 message
+    with pytest.raises(KernelError, match="inconsistent"):
+        lying.process([MSG])
+
+
+def test_oom_export_must_be_a_function() -> None:
+    wasm = module("unreachable", extra='(global (export "evoagg_oom") i32 (i32.const 1))')
+    with pytest.raises(ModuleRejected) as e:
+        KernelHost(wasm, CFG, FAST)
+    assert e.value.reason == "bad_signature"
+
+
+def test_a_frame_longer_than_the_batch_is_refused_by_the_guest(generic_wasm: bytes) -> None:
+    """The ABI promises -1 (nothing processed) for a frame running past the end, even
+    when 4 + length wraps around in 32-bit arithmetic."""
+    host = KernelHost(generic_wasm, CFG, FAST)
+    for bad in (b"\xfc\xff\xff\xff", b"\xff\xff\xff\xff" + MSG, b"\x05\x00\x00\x00ab", b"\x01\x00"):
+        ptr = host._write(bad, "raw")
+        assert host._invoke("evoagg_process", "raw", ptr, len(bad)) == -1
+    assert host.process([MSG]).accepted == 1
 
 
 def test_size_and_memory_limits(generic_wasm: bytes) -> None:

@@ -60,9 +60,28 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
         load_tenant(tmp_path / "missing.yaml")
 
 
+def test_workload_shapes_are_validated(tmp_path: Path) -> None:
+    for body, message in [
+        ("metrics: [cpu]", "metrics: expected a mapping"),
+        ("tags: 5", "tags: expected a mapping"),
+        ("metrics: {cpu: -1}", "positive weight"),
+        ("nonfinite_rate: 2", "probability"),
+        ("seriez: 5", "unknown key"),
+    ]:
+        w = tmp_path / "w.yaml"
+        w.write_text(f"tenant: {REPO}/configs/tenants/1042.yaml\ntraffic:\n  {body}\n")
+        with pytest.raises(ConfigError) as e:
+            load_workload(w)
+        assert message in str(e.value) and "w.yaml" in str(e.value)
+
+
 def test_sandbox_validation() -> None:
     assert SandboxConfig().validate().allowed_imports == ()
     with pytest.raises(ConfigError, match="epoch_tick_ms"):
         SandboxConfig(call_deadline_ms=5, epoch_tick_ms=10).validate()
     with pytest.raises(ConfigError, match="unknown key"):
         SandboxConfig.from_mapping({"memory": 5})
+    with pytest.raises(ConfigError, match="allowed_imports"):
+        SandboxConfig.from_mapping({"allowed_imports": 5})
+    with pytest.raises(ConfigError, match="memory_limit_bytes"):
+        SandboxConfig.from_mapping({"memory_limit_bytes": "lots"})

@@ -149,6 +149,30 @@ def test_stream_files(tmp_path: Path) -> None:
         list(read_payloads(cut))
 
 
+def test_hostile_json_is_a_counted_error_not_a_crash(tmp_path: Path) -> None:
+    p = tmp_path / "hostile.jsonl"
+    lines = [
+        b'{"org": 1, "series": [{"metric": "m", "points": [[1, 1' + b"9" * 400 + b"]]}]}",  # beyond float range
+        b'{"org": 1, "series": [{"metric": "\\ud800", "points": []}]}',  # lone surrogate
+        b'{"org": 1, "series": [{"metric": "m", "tags": "service:web", "points": []}]}',  # tags not a list
+        b'{"org": 1, "series": [{"metric": "m", "points": [[1, 2, 3]]}]}',  # not a pair
+        b'{"org": 1, "series": [{"metric": "m", "points": [[1, "1.5"]]}]}',  # number as a string
+        b"\xff\xfe{}",  # not UTF-8
+        b'{"org": 1, "series": [{"metric": "m", "points": [[1, "NaN"], [2, "-inf"]]}]}',  # accepted spellings
+    ]
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    items = list(read_payloads(p))
+    reasons = [i.reason if isinstance(i, PayloadError) else "ok" for i in items]
+    assert reasons == ["bad_json", "bad_utf8", "bad_json", "bad_json", "bad_json", "bad_json", "ok"]
+    assert all(str(i) for i in items if isinstance(i, PayloadError))
+
+
+def test_unknown_stream_suffix_creates_no_file(tmp_path: Path) -> None:
+    with pytest.raises(StreamError):
+        write_stream(tmp_path / "junk.txt", [SHARED])
+    assert not (tmp_path / "junk.txt").exists()
+
+
 def test_bad_jsonl_lines_are_reported_not_fatal(tmp_path: Path) -> None:
     p = tmp_path / "mixed.jsonl"
     p.write_text('{"org": 1, "series": []}\nnot json\n{"org": "x", "series": []}\n\n{"org": 1, "series": [{"metric": "m", "points": [[1.5, 2]]}]}\n')

@@ -137,9 +137,10 @@ fn frames(batch: &[u8]) -> Option<usize> {
     let mut pos = 0usize;
     let mut n = 0usize;
     while pos < batch.len() {
-        let hdr = batch.get(pos..pos + 4)?;
+        let hdr = batch.get(pos..pos.checked_add(4)?)?;
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-        pos = pos.checked_add(4 + len)?;
+        // Checked: on wasm32 `4 + len` can wrap, which would loop or mis-slice.
+        pos = pos.checked_add(4)?.checked_add(len)?;
         if pos > batch.len() {
             return None;
         }

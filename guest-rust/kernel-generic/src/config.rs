@@ -59,8 +59,12 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
     fn string(&mut self) -> Result<Vec<u8>, ()> {
-        let n = self.uvarint()? as usize;
-        let end = self.pos.checked_add(n).ok_or(())?;
+        let n = self.uvarint()?;
+        // Compare as u64 before narrowing: on wasm32 a cast would wrap.
+        if n > (self.buf.len() - self.pos) as u64 {
+            return Err(());
+        }
+        let end = self.pos + n as usize;
         let s = self.buf.get(self.pos..end).ok_or(())?.to_vec();
         self.pos = end;
         Ok(s)

@@ -1,14 +1,19 @@
 //! The generic evoagg kernel: serves any tenant configuration, given at init.
 //!
-//! This is what a competent engineer writes without knowing the tenant: strings
-//! are interned once per kernel (so filter terms and group keys compare as ids),
-//! queries are indexed by metric, each series is matched once per query, and the
-//! bucket of consecutive points is cached. Semantics (the README's query language
-//! section; `actors/oracle.py` is the literal reference):
-//! - a row per (query, bucket, group) with at least one finite point;
+//! This is what a competent engineer writes without knowing the tenant: the
+//! configuration's strings are interned once (so a message's strings are looked up,
+//! not compared against every filter), queries are indexed by metric, each series is
+//! matched once per query, its values and buckets are decoded once, and the bucket of
+//! consecutive points is cached. Semantics (the README's query language section;
+//! `actors/oracle.py` is the literal reference):
+//! - a row per (query, bucket, group text) with at least one finite point;
 //! - `sum` folds from +0.0 in arrival order (message, series, point); `avg` is
 //!   that sum divided by the count; `min`/`max` keep the first of equal values;
 //! - non-finite values are ignored by every aggregate and counted.
+//!
+//! State stays bounded by what is open: strings from messages are kept only as group
+//! values, and (query, group) slots whose buckets have all been flushed are compacted
+//! away, with the values and combinations only they used, once they outnumber the live.
 // Native builds (unit tests on the host) link std; the wasm build is no_std.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -26,9 +31,13 @@ use table::{Interner, U64Map};
 const NONE: u32 = u32::MAX;
 /// The group value of a series that lacks a group-by key.
 const MISSING: &[u8] = b"N/A";
+/// Compaction runs when at least this many slots are dead (and they outnumber the live).
+const COMPACT_MIN_DEAD: usize = 4096;
 
 enum CompiledTerm {
+    /// Id (in `strings`) of the exact tag.
     Tag(u32),
+    /// Id of the key, and the value prefix.
     Prefix { key: u32, prefix: Vec<u8> },
 }
 
@@ -37,7 +46,7 @@ struct CompiledQuery {
     filter: Vec<(bool, CompiledTerm)>,
     /// Ids of the group-by keys, in `by` order.
     by: Vec<u32>,
-    /// Ids of `key:N/A` for each group-by key.
+    /// Id in `values` of `key:N/A` for each group-by key.
     missing: Vec<u32>,
 }
 
@@ -75,9 +84,10 @@ impl Acc {
     }
 }
 
-/// The open buckets of one (query, group).
+/// The open buckets of one (query, group), sorted by start.
 struct Slot {
     query: u32,
+    /// Id of the group's text in `groups`.
     group: u32,
     buckets: Vec<(i64, Acc)>,
 }
@@ -90,99 +100,131 @@ struct SeriesRec {
     values: u32,
 }
 
+/// The string table of the message being applied.
+#[derive(Clone, Copy)]
+struct Texts<'p> {
+    payload: &'p [u8],
+    spans: &'p [(u32, u32)],
+}
+
+impl<'p> Texts<'p> {
+    #[inline]
+    fn get(self, t: u32) -> &'p [u8] {
+        let (o, l) = self.spans[t as usize];
+        &self.payload[o as usize..(o + l) as usize]
+    }
+}
+
+/// What phase 2 knows about each string of the message being applied.
+#[derive(Clone, Copy)]
+struct LocalString {
+    /// Id in `strings` when the configuration mentions this exact string, else NONE.
+    id: u32,
+    /// Id in `strings` of the part before the first ':' when the configuration
+    /// mentions it as a key, else NONE.
+    key: u32,
+    /// Byte offset of the value (after the first ':').
+    value_at: u32,
+    /// Id in `values`, once this message has used the string as a group value.
+    value: u32,
+}
+
 pub struct GenericKernel {
     org: u64,
     interval: i64,
     queries: Vec<CompiledQuery>,
+    /// The configuration's strings: metrics, filter tags, filter and group-by keys.
     strings: Interner,
-    /// Per string id: id of the part before the first ':' (NONE for a bare tag).
-    key_of: Vec<u32>,
-    /// Per string id: byte offset where the value starts.
-    value_at: Vec<u32>,
     /// Per string id: index into `by_metric` when it names a queried metric.
     metric_queries: Vec<u32>,
     by_metric: Vec<Vec<u32>>,
-    /// Group tuples: the group-by tag ids of a group, as little-endian u32s.
+    /// Tags used as group values (`key:value`), and `key:N/A` first of all.
+    values: Interner,
+    /// The `key:N/A` texts, in the order they were first interned in `values`.
+    missing_texts: Vec<Vec<u8>>,
+    /// (query, value ids) combinations seen, as bytes, and the slot of each: the fast path.
+    combos: Interner,
+    combo_slot: Vec<u32>,
+    /// Group texts (`k1:v1,k2:v2`): the identity of a group, as users see it. Two
+    /// combinations that render to the same text are the same group.
     groups: Interner,
     slot_of: U64Map,
     slots: Vec<Slot>,
     // Scratch, reused across messages.
     s_strings: Vec<(u32, u32)>,
+    s_local: Vec<LocalString>,
     s_tags: Vec<u32>,
     s_ts: Vec<i64>,
     s_series: Vec<SeriesRec>,
     s_values: Vec<u32>,
     s_ranges: Vec<(u32, u32)>,
     s_odometer: Vec<u32>,
+    s_text: Vec<u8>,
     s_tuple: Vec<u8>,
     s_slots: Vec<u32>,
     s_points: Vec<(i64, f64)>,
 }
 
 impl GenericKernel {
-    fn intern(&mut self, s: &[u8]) -> u32 {
-        let (id, new) = self.strings.intern(s);
-        if new {
-            self.key_of.push(NONE);
-            self.value_at.push(0);
-            self.metric_queries.push(NONE);
-            if let Some(p) = s.iter().position(|&b| b == b':') {
-                let key = self.intern(&s[..p]);
-                self.key_of[id as usize] = key;
-                self.value_at[id as usize] = p as u32 + 1;
-            }
-        }
-        id
-    }
-
     pub fn from_config(cfg: Config) -> Self {
         let mut k = GenericKernel {
             org: cfg.org,
             interval: cfg.interval,
             queries: Vec::new(),
             strings: Interner::new(),
-            key_of: Vec::new(),
-            value_at: Vec::new(),
             metric_queries: Vec::new(),
             by_metric: Vec::new(),
+            values: Interner::new(),
+            missing_texts: Vec::new(),
+            combos: Interner::new(),
+            combo_slot: Vec::new(),
             groups: Interner::new(),
             slot_of: U64Map::new(),
             slots: Vec::new(),
             s_strings: Vec::new(),
+            s_local: Vec::new(),
             s_tags: Vec::new(),
             s_ts: Vec::new(),
             s_series: Vec::new(),
             s_values: Vec::new(),
             s_ranges: Vec::new(),
             s_odometer: Vec::new(),
+            s_text: Vec::new(),
             s_tuple: Vec::new(),
             s_slots: Vec::new(),
             s_points: Vec::new(),
         };
         for (qi, q) in cfg.queries.iter().enumerate() {
-            let metric = k.intern(&q.metric);
-            if k.metric_queries[metric as usize] == NONE {
-                k.metric_queries[metric as usize] = k.by_metric.len() as u32;
+            let metric = k.strings.intern(&q.metric).0 as usize;
+            if k.metric_queries.len() <= metric {
+                k.metric_queries.resize(metric + 1, NONE);
+            }
+            if k.metric_queries[metric] == NONE {
+                k.metric_queries[metric] = k.by_metric.len() as u32;
                 k.by_metric.push(Vec::new());
             }
-            let mi = k.metric_queries[metric as usize] as usize;
+            let mi = k.metric_queries[metric] as usize;
             k.by_metric[mi].push(qi as u32);
             let mut filter = Vec::new();
             for t in &q.filter {
                 let term = match &t.term {
-                    Term::Tag(tag) => CompiledTerm::Tag(k.intern(tag)),
-                    Term::Prefix { key, prefix } => CompiledTerm::Prefix { key: k.intern(key), prefix: prefix.clone() },
+                    Term::Tag(tag) => CompiledTerm::Tag(k.strings.intern(tag).0),
+                    Term::Prefix { key, prefix } => CompiledTerm::Prefix { key: k.strings.intern(key).0, prefix: prefix.clone() },
                 };
                 filter.push((t.negated, term));
             }
             let mut by = Vec::new();
             let mut missing = Vec::new();
             for key in &q.by {
-                by.push(k.intern(key));
+                by.push(k.strings.intern(key).0);
                 let mut na = key.clone();
                 na.push(b':');
                 na.extend_from_slice(MISSING);
-                missing.push(k.intern(&na));
+                let (id, new) = k.values.intern(&na);
+                if new {
+                    k.missing_texts.push(na);
+                }
+                missing.push(id);
             }
             k.queries.push(CompiledQuery { agg: q.agg, filter, by, missing });
         }
@@ -190,12 +232,13 @@ impl GenericKernel {
     }
 
     #[inline]
-    fn matches(&self, q: &CompiledQuery, tags: &[u32]) -> bool {
+    fn matches(q: &CompiledQuery, tags: &[u32], local: &[LocalString], text: Texts) -> bool {
         for (negated, term) in &q.filter {
             let hit = match term {
-                CompiledTerm::Tag(id) => tags.contains(id),
+                CompiledTerm::Tag(id) => tags.iter().any(|&t| local[t as usize].id == *id),
                 CompiledTerm::Prefix { key, prefix } => tags.iter().any(|&t| {
-                    self.key_of[t as usize] == *key && self.strings.bytes(t)[self.value_at[t as usize] as usize..].starts_with(prefix)
+                    let l = local[t as usize];
+                    l.key == *key && text.get(t)[l.value_at as usize..].starts_with(prefix)
                 }),
             };
             if hit == *negated {
@@ -206,38 +249,46 @@ impl GenericKernel {
     }
 
     /// Fills `s_slots` with the slots of every group the series lands in for query `qi`.
-    fn group_slots(&mut self, qi: u32, tags: &[u32]) {
+    fn group_slots(&mut self, qi: u32, tags: &[u32], local: &mut [LocalString], text: Texts) {
         self.s_slots.clear();
         self.s_values.clear();
         self.s_ranges.clear();
         let q = &self.queries[qi as usize];
         for (j, &key) in q.by.iter().enumerate() {
-            let start = self.s_values.len() as u32;
+            let start = self.s_values.len();
             for &t in tags {
-                if self.key_of[t as usize] == key && !self.s_values[start as usize..].contains(&t) {
-                    self.s_values.push(t);
+                let l = &mut local[t as usize];
+                if l.key != key {
+                    continue;
+                }
+                if l.value == NONE {
+                    l.value = self.values.intern(text.get(t)).0;
+                }
+                // Distinct values only: a repeated tag counts once.
+                if !self.s_values[start..].contains(&l.value) {
+                    self.s_values.push(l.value);
                 }
             }
-            if self.s_values.len() as u32 == start {
+            if self.s_values.len() == start {
                 self.s_values.push(q.missing[j]);
             }
-            self.s_ranges.push((start, self.s_values.len() as u32));
+            self.s_ranges.push((start as u32, self.s_values.len() as u32));
         }
         // Odometer over the cartesian product of the per-key values.
         self.s_odometer.clear();
         self.s_odometer.extend(self.s_ranges.iter().map(|r| r.0));
         loop {
             self.s_tuple.clear();
+            self.s_tuple.extend_from_slice(&qi.to_le_bytes());
             for &i in &self.s_odometer {
                 self.s_tuple.extend_from_slice(&self.s_values[i as usize].to_le_bytes());
             }
-            let gid = self.groups.intern(&self.s_tuple).0;
-            let slots = &mut self.slots;
-            let si = self.slot_of.get_or_insert_with(((qi as u64) << 32) | gid as u64, || {
-                slots.push(Slot { query: qi, group: gid, buckets: Vec::new() });
-                (slots.len() - 1) as u32
-            });
-            self.s_slots.push(si);
+            let (cid, new) = self.combos.intern(&self.s_tuple);
+            if new {
+                let slot = self.slot_for_new_combo(qi);
+                self.combo_slot.push(slot);
+            }
+            self.s_slots.push(self.combo_slot[cid as usize]);
             let mut j = self.s_odometer.len();
             loop {
                 if j == 0 {
@@ -252,6 +303,72 @@ impl GenericKernel {
             }
         }
     }
+
+    /// The slot of the combination in `s_tuple` (query, value ids), found by its text.
+    fn slot_for_new_combo(&mut self, qi: u32) -> u32 {
+        self.s_text.clear();
+        for (j, id) in self.s_tuple[4..].chunks_exact(4).enumerate() {
+            if j > 0 {
+                self.s_text.push(b',');
+            }
+            self.s_text.extend_from_slice(self.values.bytes(u32::from_le_bytes([id[0], id[1], id[2], id[3]])));
+        }
+        let gid = self.groups.intern(&self.s_text).0;
+        let slots = &mut self.slots;
+        self.slot_of.get_or_insert_with(((qi as u64) << 32) | gid as u64, || {
+            slots.push(Slot { query: qi, group: gid, buckets: Vec::new() });
+            (slots.len() - 1) as u32
+        })
+    }
+
+    /// Drops the slots with no open bucket and every value, combination and text only
+    /// they used, renumbering what stays.
+    fn compact(&mut self) {
+        let mut remap = Vec::with_capacity(self.slots.len());
+        let mut groups = Interner::new();
+        let mut slot_of = U64Map::new();
+        let mut slots = Vec::new();
+        for old in core::mem::take(&mut self.slots) {
+            if old.buckets.is_empty() {
+                remap.push(NONE);
+                continue;
+            }
+            let gid = groups.intern(self.groups.bytes(old.group)).0;
+            let si = slots.len() as u32;
+            remap.push(si);
+            slot_of.get_or_insert_with(((old.query as u64) << 32) | gid as u64, || si);
+            slots.push(Slot { query: old.query, group: gid, buckets: old.buckets });
+        }
+        // `key:N/A` texts first, in their original order, so the queries' ids stay valid.
+        let mut values = Interner::new();
+        for na in &self.missing_texts {
+            values.intern(na);
+        }
+        let mut combos = Interner::new();
+        let mut combo_slot = Vec::new();
+        let mut tuple = Vec::new();
+        for cid in 0..self.combos.len() as u32 {
+            let slot = remap[self.combo_slot[cid as usize] as usize];
+            if slot == NONE {
+                continue;
+            }
+            let old = self.combos.bytes(cid);
+            tuple.clear();
+            tuple.extend_from_slice(&old[..4]);
+            for id in old[4..].chunks_exact(4) {
+                let v = values.intern(self.values.bytes(u32::from_le_bytes([id[0], id[1], id[2], id[3]]))).0;
+                tuple.extend_from_slice(&v.to_le_bytes());
+            }
+            combos.intern(&tuple);
+            combo_slot.push(slot);
+        }
+        self.values = values;
+        self.combos = combos;
+        self.combo_slot = combo_slot;
+        self.groups = groups;
+        self.slot_of = slot_of;
+        self.slots = slots;
+    }
 }
 
 /// Adds a series' finite points, `(bucket start, value)` in arrival order, to one slot.
@@ -261,17 +378,42 @@ fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)]) {
     for &(start, v) in points {
         if cur == usize::MAX || start != cur_start {
             cur_start = start;
-            // Time mostly moves forward: the bucket sought is nearly always among the last opened.
-            cur = match buckets.iter().rposition(|(s, _)| *s == start) {
-                Some(p) => p,
-                None => {
-                    buckets.push((start, Acc::EMPTY));
-                    buckets.len() - 1
-                }
-            };
+            cur = bucket_index(buckets, start);
         }
         buckets[cur].1.add(v);
     }
+}
+
+/// Index of the bucket starting at `start` in the sorted `buckets`, opening it if new.
+#[inline]
+fn bucket_index(buckets: &mut Vec<(i64, Acc)>, start: i64) -> usize {
+    // Time mostly moves forward: the newest bucket, or a new one after it, is the common
+    // case; then one of the few before it; only then a binary search.
+    let n = buckets.len();
+    match buckets.last() {
+        Some((s, _)) if *s == start => return n - 1,
+        Some((s, _)) if *s > start => {}
+        _ => {
+            buckets.push((start, Acc::EMPTY));
+            return n;
+        }
+    }
+    let near = n.saturating_sub(8);
+    let at = match buckets[near..n - 1].iter().rposition(|(s, _)| *s <= start) {
+        Some(p) => near + p,
+        None => match buckets[..near].binary_search_by(|(s, _)| s.cmp(&start)) {
+            Ok(i) => return i,
+            Err(i) => {
+                buckets.insert(i, (start, Acc::EMPTY));
+                return i;
+            }
+        },
+    };
+    if buckets[at].0 == start {
+        return at;
+    }
+    buckets.insert(at + 1, (start, Acc::EMPTY));
+    at + 1
 }
 
 impl Kernel for GenericKernel {
@@ -304,54 +446,7 @@ impl Kernel for GenericKernel {
             }
             Ok(())
         })();
-        let result = decoded.map(|()| {
-            // Phase 2: intern the message's strings, then aggregate.
-            let local: Vec<u32> = strings.iter().map(|e| self.intern(r.string(*e))).collect();
-            for t in tags.iter_mut() {
-                *t = local[*t as usize];
-            }
-            let mut stats = MessageStats::default();
-            let mut points = core::mem::take(&mut self.s_points);
-            let interval = self.interval;
-            for s in &series {
-                let ts = &ts[s.ts.0 as usize..s.ts.1 as usize];
-                let values = &payload[s.values as usize..s.values as usize + 8 * ts.len()];
-                stats.points += ts.len() as u64;
-                // Decode once per series: the finite points with their bucket start.
-                points.clear();
-                let mut cur_start = 0i64;
-                for (i, &t) in ts.iter().enumerate() {
-                    let b = &values[8 * i..8 * i + 8];
-                    let v = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-                    if !v.is_finite() {
-                        stats.nonfinite += 1;
-                        continue;
-                    }
-                    // |t| <= 2^62 and interval < 2^31: `cur_start + interval` cannot overflow (`t - cur_start` could).
-                    if points.is_empty() || t < cur_start || t >= cur_start + interval {
-                        cur_start = t - t.rem_euclid(interval);
-                    }
-                    points.push((cur_start, v));
-                }
-                let mq = self.metric_queries[local[s.metric as usize] as usize];
-                if mq == NONE || points.is_empty() {
-                    continue;
-                }
-                let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];
-                for qn in 0..self.by_metric[mq as usize].len() {
-                    let qi = self.by_metric[mq as usize][qn];
-                    if !self.matches(&self.queries[qi as usize], tags) {
-                        continue;
-                    }
-                    self.group_slots(qi, tags);
-                    for &slot in &self.s_slots {
-                        aggregate(&mut self.slots[slot as usize].buckets, &points);
-                    }
-                }
-            }
-            self.s_points = points;
-            stats
-        });
+        let result = decoded.map(|()| self.apply(payload, &strings, &tags, &ts, &series));
         self.s_strings = strings;
         self.s_tags = tags;
         self.s_ts = ts;
@@ -361,29 +456,128 @@ impl Kernel for GenericKernel {
 
     fn flush(&mut self, watermark: i64, out: &mut RowWriter) {
         let interval = self.interval;
+        let mut dead = 0usize;
         for slot in &mut self.slots {
-            if slot.buckets.is_empty() {
-                continue;
-            }
-            let agg = self.queries[slot.query as usize].agg;
-            let tuple = self.groups.bytes(slot.group);
-            let strings = &self.strings;
-            slot.buckets.retain(|(start, acc)| {
-                if start.saturating_add(interval) > watermark {
-                    return true;
+            if !slot.buckets.is_empty() {
+                let agg = self.queries[slot.query as usize].agg;
+                let text = self.groups.bytes(slot.group);
+                // Buckets are sorted: the closed ones are a prefix.
+                let closed = slot.buckets.partition_point(|(start, _)| start.saturating_add(interval) <= watermark);
+                for (start, acc) in slot.buckets.drain(..closed) {
+                    out.row_with(slot.query, start, acc.value(agg), |g| g.extend_from_slice(text));
                 }
-                out.row_with(slot.query, *start, acc.value(agg), |g| {
-                    for (i, id) in tuple.chunks_exact(4).enumerate() {
-                        if i > 0 {
-                            g.push(b',');
-                        }
-                        g.extend_from_slice(strings.bytes(u32::from_le_bytes([id[0], id[1], id[2], id[3]])));
-                    }
-                });
-                false
-            });
+            }
+            if slot.buckets.is_empty() {
+                dead += 1;
+            }
+        }
+        if dead >= COMPACT_MIN_DEAD && dead > self.slots.len() - dead {
+            self.compact();
         }
     }
 }
 
+impl GenericKernel {
+    /// Phase 2: aggregates a decoded, valid message.
+    fn apply(&mut self, payload: &[u8], strings: &[(u32, u32)], tags: &[u32], ts: &[i64], series: &[SeriesRec]) -> MessageStats {
+        let text = Texts { payload, spans: strings };
+        let mut local = core::mem::take(&mut self.s_local);
+        local.clear();
+        for i in 0..strings.len() as u32 {
+            let s = text.get(i);
+            let (key, value_at) = match s.iter().position(|&b| b == b':') {
+                Some(p) => (self.strings.get(&s[..p]).unwrap_or(NONE), p as u32 + 1),
+                None => (NONE, 0),
+            };
+            local.push(LocalString { id: self.strings.get(s).unwrap_or(NONE), key, value_at, value: NONE });
+        }
+        let mut stats = MessageStats::default();
+        let mut points = core::mem::take(&mut self.s_points);
+        let interval = self.interval;
+        for s in series {
+            let ts = &ts[s.ts.0 as usize..s.ts.1 as usize];
+            let values = &payload[s.values as usize..s.values as usize + 8 * ts.len()];
+            stats.points += ts.len() as u64;
+            // Decode once per series: the finite points with their bucket start.
+            points.clear();
+            let mut cur_start = 0i64;
+            for (i, &t) in ts.iter().enumerate() {
+                let b = &values[8 * i..8 * i + 8];
+                let v = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                if !v.is_finite() {
+                    stats.nonfinite += 1;
+                    continue;
+                }
+                // |t| <= 2^62 and interval < 2^31: `cur_start + interval` cannot overflow (`t - cur_start` could).
+                if points.is_empty() || t < cur_start || t >= cur_start + interval {
+                    cur_start = t - t.rem_euclid(interval);
+                }
+                points.push((cur_start, v));
+            }
+            let metric = local[s.metric as usize].id;
+            let mq = self.metric_queries.get(metric as usize).copied().unwrap_or(NONE);
+            if mq == NONE || points.is_empty() {
+                continue;
+            }
+            let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];
+            for qn in 0..self.by_metric[mq as usize].len() {
+                let qi = self.by_metric[mq as usize][qn];
+                if !Self::matches(&self.queries[qi as usize], tags, &local, text) {
+                    continue;
+                }
+                self.group_slots(qi, tags, &mut local, text);
+                for &slot in &self.s_slots {
+                    aggregate(&mut self.slots[slot as usize].buckets, &points);
+                }
+            }
+        }
+        self.s_points = points;
+        self.s_local = local;
+        stats
+    }
+}
+
 abi::export_kernel!(GenericKernel);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_stay_sorted_and_found() {
+        let mut b = Vec::new();
+        for s in [30, 60, 0, 90, 60, -30, 0, 120] {
+            let i = bucket_index(&mut b, s);
+            assert_eq!(b[i].0, s);
+            b[i].1.add(1.0);
+        }
+        let starts: Vec<i64> = b.iter().map(|x| x.0).collect();
+        assert_eq!(starts, [-30, 0, 30, 60, 90, 120]);
+        assert_eq!(b[1].1.count, 2);
+    }
+
+    #[test]
+    fn buckets_match_a_sorted_set_on_a_long_mixed_sequence() {
+        extern crate std;
+        use std::collections::BTreeMap;
+        let mut b = Vec::new();
+        let mut reference = BTreeMap::new();
+        let mut x: u64 = 12345;
+        for i in 0..20_000i64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            // Mostly forward, sometimes a little back, sometimes far back.
+            let start = match x >> 61 {
+                0 => (i / 3 - (x >> 40) as i64 % 500) * 10,
+                1 | 2 => (i / 3 - (x >> 40) as i64 % 5) * 10,
+                _ => (i / 3) * 10,
+            };
+            let k = bucket_index(&mut b, start);
+            assert_eq!(b[k].0, start);
+            b[k].1.add(1.0);
+            *reference.entry(start).or_insert(0u64) += 1;
+        }
+        let got: Vec<(i64, u64)> = b.iter().map(|(s, a)| (*s, a.count)).collect();
+        let want: Vec<(i64, u64)> = reference.into_iter().collect();
+        assert_eq!(got, want);
+    }
+}
