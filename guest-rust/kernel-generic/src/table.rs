@@ -64,40 +64,36 @@ impl Interner {
         &self.bytes[o as usize..(o + l) as usize]
     }
 
-    /// The id of `s`, if interned.
-    pub fn get(&self, s: &[u8]) -> Option<u32> {
-        let h = hash_bytes(s);
+    /// Probes for `s` (of hash `h`): its id, or the empty slot where it would go.
+    #[inline]
+    fn find(&self, s: &[u8], h: u64) -> Result<u32, usize> {
         let mask = self.slots.len() - 1;
         let mut i = h as usize & mask;
         loop {
             let slot = self.slots[i];
             if slot == 0 {
-                return None;
+                return Err(i);
             }
             let id = slot - 1;
             if self.hashes[id as usize] == h && self.bytes(id) == s {
-                return Some(id);
+                return Ok(id);
             }
             i = (i + 1) & mask;
         }
     }
 
+    /// The id of `s`, if interned.
+    pub fn get(&self, s: &[u8]) -> Option<u32> {
+        self.find(s, hash_bytes(s)).ok()
+    }
+
     /// The id of `s`, interning it if new; the flag says whether it was new.
     pub fn intern(&mut self, s: &[u8]) -> (u32, bool) {
         let h = hash_bytes(s);
-        let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
-        loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                break;
-            }
-            let id = slot - 1;
-            if self.hashes[id as usize] == h && self.bytes(id) == s {
-                return (id, false);
-            }
-            i = (i + 1) & mask;
-        }
+        let i = match self.find(s, h) {
+            Ok(id) => return (id, false),
+            Err(i) => i,
+        };
         let id = self.spans.len() as u32;
         self.spans.push((self.bytes.len() as u32, s.len() as u32));
         self.bytes.extend_from_slice(s);
