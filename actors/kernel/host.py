@@ -79,9 +79,7 @@ class KernelHost:
         self.store.set_epoch_deadline(ticks)
         try:
             return fn()
-        except wasmtime.Trap as e:
-            raise self._failed(e, batch) from None
-        except wasmtime.WasmtimeError as e:
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
             raise self._failed(e, batch) from None
 
     def _failed(self, e: Exception, batch: str) -> KernelError:
@@ -98,6 +96,11 @@ class KernelHost:
             err = KernelTrap(f"{self.name}: trapped: {msg}", batch)
         self._poisoned = str(err)
         return err
+
+    def _broken(self, what: str, batch: str) -> KernelError:
+        """The module broke the ABI's contract: nothing it holds can be trusted any more."""
+        self._poisoned = what
+        return KernelError(f"{self.name}: {what}", batch)
 
     def _out_of_memory(self) -> bool:
         try:
@@ -133,8 +136,7 @@ class KernelHost:
         if data:
             size = self._memory.data_len(self.store)
             if not 0 < self._buf_ptr <= size - len(data):
-                self._poisoned = f"evoagg_alloc returned {self._buf_ptr}, outside memory of {size} bytes"
-                raise KernelError(f"{self.name}: {self._poisoned}", batch)
+                raise self._broken(f"evoagg_alloc returned {self._buf_ptr}, outside memory of {size} bytes", batch)
             self._memory.write(self.store, data, self._buf_ptr)
         return self._buf_ptr
 
@@ -142,8 +144,7 @@ class KernelHost:
         ptr = self._invoke("evoagg_result_ptr", batch)
         size = self._memory.data_len(self.store)
         if n < 0 or ptr < 0 or ptr + n > size:
-            self._poisoned = f"result span {ptr}+{n} outside memory of {size} bytes"
-            raise KernelError(f"{self.name}: {self._poisoned}", batch)
+            raise self._broken(f"result span {ptr}+{n} outside memory of {size} bytes", batch)
         return bytes(self._memory.read(self.store, ptr, ptr + n))
 
     def process(self, payloads: Sequence[bytes], batch: str = "") -> abi.BatchResult:
@@ -152,12 +153,19 @@ class KernelHost:
         ptr = self._write(data, batch)
         n = self._invoke("evoagg_process", batch, ptr, len(data))
         if n < 0:
-            raise KernelError(f"{self.name}: evoagg_process returned error {n}", batch)
-        return abi.decode_batch_result(self._result(n, batch), len(payloads))
+            # The host frames every batch correctly: an error here is the module's fault.
+            raise self._broken(f"evoagg_process returned error {n}", batch)
+        try:
+            return abi.decode_batch_result(self._result(n, batch), len(payloads))
+        except KernelError as e:
+            raise self._broken(str(e), batch) from None
 
     def flush(self, watermark: int = abi.FLUSH_ALL, batch: str = "flush") -> list[Row]:
         """Rows of every bucket that ends at or before ``watermark``, which the kernel forgets."""
         n = self._invoke("evoagg_flush", batch, watermark)
         if n < 0:
-            raise KernelError(f"{self.name}: evoagg_flush returned error {n}", batch)
-        return abi.decode_rows(self._result(n, batch), self._query_ids)
+            raise self._broken(f"evoagg_flush returned error {n}", batch)
+        try:
+            return abi.decode_rows(self._result(n, batch), self._query_ids)
+        except KernelError as e:
+            raise self._broken(str(e), batch) from None

@@ -19,7 +19,7 @@ FAST = SandboxConfig(memory_limit_bytes=32 * 2**20, call_deadline_ms=300, epoch_
 MSG = encode(Message(7, (Series("cpu", (), ((0, 1.0),)),)))
 
 
-def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "i32.const 1024") -> bytes:
+def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "i32.const 1024", flush: str = "i32.const 0") -> bytes:
     """A module with the full ABI whose evoagg_process runs ``process_body``."""
     wat = f"""
     (module
@@ -30,7 +30,7 @@ def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "
       (func (export "evoagg_free") (param i32 i32))
       (func (export "evoagg_init") (param i32 i32) (result i32) i32.const 0)
       (func (export "evoagg_process") (param i32 i32) (result i32) {process_body})
-      (func (export "evoagg_flush") (param i64) (result i32) i32.const 0)
+      (func (export "evoagg_flush") (param i64) (result i32) {flush})
       (func (export "evoagg_result_ptr") (result i32) i32.const 0)
       {extra}
     )"""
@@ -155,6 +155,11 @@ def test_result_claims_outside_memory_or_inconsistent(generic_wasm: bytes) -> No
     lying = KernelHost(module("i32.const 24"), CFG, FAST)  # 24 zero bytes: 0 ok + 0 rejected for 1 message
     with pytest.raises(KernelError, match="inconsistent"):
         lying.process([MSG])
+    assert lying.poisoned
+    bad_rows = KernelHost(module("i32.const 0", flush="i32.const -1"), CFG, FAST)
+    with pytest.raises(KernelError, match="evoagg_flush returned error -1"):
+        bad_rows.flush()
+    assert bad_rows.poisoned
 
 
 def test_oom_export_must_be_a_function() -> None:
