@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from actors.errors import BuildFailed, ConfigError, EvoaggError, KernelError, ModuleRejected, StreamError
+from actors.errors import BuildFailed, ConfigError, EvoaggError, KernelError, ModuleRejected, PayloadError, StreamError
 
 
 def _gen(args: argparse.Namespace) -> int:
@@ -33,7 +33,7 @@ def _load_kernel(spec: str) -> tuple[bytes, str]:
     from actors.kernel.build import build
 
     if spec == "generic":
-        r = build()
+        r = build(on_compile=lambda msg: print(f"evoagg: {msg}", file=sys.stderr, flush=True))
         return r.wasm, f"generic ({r.source_hash[:12]}, {'cached' if r.cached else f'built in {r.seconds:.1f} s'})"
     path = Path(spec)
     if path.suffix != ".wasm" or not path.exists():
@@ -54,6 +54,8 @@ def _replay(args: argparse.Namespace) -> int:
         raise ConfigError("--batch must be >= 1")
     if args.out and args.out.suffix not in (".parquet", ".csv", ".jsonl"):
         raise ConfigError(f"--out: expected a .parquet, .csv or .jsonl path, found {args.out}")
+    if args.out and not args.out.resolve().parent.is_dir():
+        raise ConfigError(f"--out: directory {args.out.parent} does not exist")
     wasm, kernel_desc = _load_kernel(args.kernel)
     host = KernelHost(wasm, cfg, sandbox, name=f"org {cfg.org} {args.kernel}")
     # Stream the input unless the oracle needs to see it again.
@@ -63,10 +65,18 @@ def _replay(args: argparse.Namespace) -> int:
     if args.oracle:
         from actors import oracle
         from actors.output import output_hash
+        from actors.replay import disagreements
 
+        # The oracle sees what the reader accepted; the reader's own refusals count for both.
         ref = oracle.aggregate(cfg, [i for i in items if isinstance(i, bytes)])
+        for item in items:
+            if isinstance(item, PayloadError):
+                ref.rejected[item.reason] = ref.rejected.get(item.reason, 0) + 1
         summary["oracle_hash"] = output_hash(ref.rows)
-        summary["oracle_agrees"] = summary["oracle_hash"] == summary["output_hash"]
+        found = disagreements(rep, ref)
+        summary["oracle_agrees"] = not found
+        if found:
+            summary["oracle_disagreements"] = found
     if args.out:
         write_rows(args.out, rep.rows)
         summary["out"] = str(args.out)
@@ -109,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evoagg: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"evoagg: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"evoagg: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except (BuildFailed, ModuleRejected, KernelError, EvoaggError) as e:
         print(f"evoagg: failed: {e}", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from actors.errors import ConfigError
@@ -106,8 +106,6 @@ class SandboxConfig:
     """Granularity of the deadline: the engine's epoch advances this often."""
     max_module_bytes: int = 16 * 2**20
     """Largest module accepted, in bytes."""
-    allowed_imports: tuple[str, ...] = field(default_factory=tuple)
-    """Imports a module may declare, as ``module.name``; none by default."""
 
     def validate(self) -> SandboxConfig:
         check_int("memory_limit_bytes", self.memory_limit_bytes, 2**16, 2**32)
@@ -122,13 +120,7 @@ class SandboxConfig:
     def from_mapping(cls, data: Mapping[str, Any], source: str = "sandbox config") -> SandboxConfig:
         names = {f.name for f in fields(cls)}
         check_keys(source, data, names)
-        values = dict(data)
-        if "allowed_imports" in values:
-            imports = values["allowed_imports"] or []
-            if not isinstance(imports, list) or not all(isinstance(i, str) and "." in i for i in imports):
-                raise ConfigError(f"{source}: allowed_imports: expected a list of 'module.name' strings, found {imports!r}")
-            values["allowed_imports"] = tuple(imports)
         try:
-            return cls(**values).validate()
+            return cls(**data).validate()
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None

@@ -81,9 +81,13 @@ def write_rows(path: Path, rows: Iterable[Row]) -> None:
         pcsv.write_csv(table, path)
     elif suffix == ".jsonl":
         import json
+        import math
 
         with open(path, "w") as f:
             for r in table.to_pylist():
-                f.write(json.dumps(r) + "\n")
+                # JSON has no infinities (a sum can overflow to one): spell them as the input does.
+                if not math.isfinite(r["value"]):
+                    r["value"] = repr(r["value"])
+                f.write(json.dumps(r, allow_nan=False) + "\n")
     else:
         raise ConfigError(f"{path}: output must end in .parquet, .csv or .jsonl")

@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 
 from actors.errors import PayloadError
 from actors.kernel.host import KernelHost
-from actors.output import Row, output_hash
+from actors.oracle import OracleResult
+from actors.output import Row, canonical, output_hash
 
 
 @dataclass
 class ReplayReport:
     messages: int = 0
+    """Every message read, including those the reader refused before the kernel."""
+    kernel_messages: int = 0
+    """Messages handed to the kernel: what msg/s counts."""
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     points: int = 0
@@ -28,7 +32,7 @@ class ReplayReport:
 
     @property
     def msg_per_s(self) -> float:
-        return self.messages / self.kernel_seconds if self.kernel_seconds else 0.0
+        return self.kernel_messages / self.kernel_seconds if self.kernel_seconds else 0.0
 
     @property
     def points_per_s(self) -> float:
@@ -66,6 +70,7 @@ def replay(host: KernelHost, items: Iterable[bytes | PayloadError], batch_size: 
         res = host.process(batch, batch=f"#{nbatch} (messages {rep.messages}..{rep.messages + len(batch) - 1})")
         rep.kernel_seconds += time.perf_counter() - t0
         rep.messages += len(batch)
+        rep.kernel_messages += len(batch)
         rep.accepted += res.accepted
         rep.points += res.points
         rep.nonfinite += res.nonfinite
@@ -88,3 +93,31 @@ def replay(host: KernelHost, items: Iterable[bytes | PayloadError], batch_size: 
     rep.rows = host.flush()
     rep.flush_seconds = time.perf_counter() - t0
     return rep
+
+
+def disagreements(rep: ReplayReport, ref: OracleResult) -> list[dict[str, object]]:
+    """Where a replay differs from the oracle: counts, and the first differing row."""
+    found: list[dict[str, object]] = []
+    mine, theirs = canonical(rep.rows), canonical(ref.rows)
+    if output_hash(mine) != output_hash(theirs):
+        first = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), min(len(mine), len(theirs)))
+        found.append(
+            {
+                "what": "rows",
+                "kernel_rows": len(mine),
+                "oracle_rows": len(theirs),
+                "first_difference": {
+                    "kernel": list(mine[first]) if first < len(mine) else None,
+                    "oracle": list(theirs[first]) if first < len(theirs) else None,
+                },
+            }
+        )
+    for what, got, want in (
+        ("accepted", rep.accepted, ref.accepted),
+        ("rejected", rep.rejected, ref.rejected),
+        ("points", rep.points, ref.points),
+        ("nonfinite_points", rep.nonfinite, ref.nonfinite),
+    ):
+        if got != want:
+            found.append({"what": what, "kernel": got, "oracle": want})
+    return found

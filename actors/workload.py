@@ -68,8 +68,8 @@ class TrafficShape:
         check_int("hosts", self.hosts, 1, 10**7)
         for k, n in self.tags.items():
             check_int(f"tags.{k}", n, 1, 10**7)
-        if not self.metrics or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 for w in self.metrics.values()):
-            raise ConfigError("metrics: expected at least one metric, each with a positive weight")
+        if not self.metrics or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf for w in self.metrics.values()):
+            raise ConfigError("metrics: expected at least one metric, each with a positive finite weight")
         for k, p in self.bare_tags.items():
             _rate(f"bare_tags.{k}", p)
         _rate("multi_value_rate", self.multi_value_rate)

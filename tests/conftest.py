@@ -14,8 +14,15 @@ settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_
 settings.load_profile("ci")
 
 
+class Wasm(bytes):
+    """Module bytes that print short: hypothesis reports fixture arguments on failure."""
+
+    def __repr__(self) -> str:
+        return f"<wasm module, {len(self)} bytes>"
+
+
 @pytest.fixture(scope="session")
 def generic_wasm() -> bytes:
     from actors.kernel.build import build
 
-    return build().wasm
+    return Wasm(build().wasm)

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,8 +171,17 @@ class BuildResult:
     toolchain: Toolchain
 
 
-def build(workspace: Path = GUEST_WORKSPACE, package: str = "kernel-generic", timeout_s: float = 900) -> BuildResult:
-    """Builds ``package`` of the cargo workspace at ``workspace`` to wasm (release)."""
+def build(
+    workspace: Path = GUEST_WORKSPACE,
+    package: str = "kernel-generic",
+    timeout_s: float = 900,
+    on_compile: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Builds ``package`` of the cargo workspace at ``workspace`` to wasm (release).
+
+    ``on_compile`` is told, before cargo starts, when the result is not cached (a first
+    build compiles core and alloc too and takes a while).
+    """
     t0 = time.monotonic()
     tc = toolchain()
     digest = source_hash(workspace, f"{package}\0{tc.version}\0{tc.mode}")
@@ -179,6 +189,8 @@ def build(workspace: Path = GUEST_WORKSPACE, package: str = "kernel-generic", ti
     if out.exists():
         return BuildResult(out.read_bytes(), digest, True, time.monotonic() - t0, tc)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if on_compile:
+        on_compile(f"compiling {package} to wasm with {tc.version} ({tc.mode}); cached afterwards")
     target_dir = cache_dir() / "target"
     cmd = [
         tc.cargo, "build", "--release", "--offline", "--target", TARGET, "-p", package,

@@ -36,19 +36,23 @@ BAD = {
     "trailing_bytes": VALID + b"\x00",
     "bad_utf8": b"\x01\x07\x01\x01\xff\x00",
     "ts_out_of_range": encode(Message(7, (Series("cpu", (), ((2**62 + 1, 1.0),)),))),
+    # In range at first, out of range through a StreamVByte delta.
+    "ts_out_of_range_by_delta": b"\x01\x07\x01\x03cpu\x01\x00\x00\x02\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01\x00\x00\x04" + b"\x00" * 16,
+    "bad_ts_encoding": VALID.replace(b"\x02\x00\x00\x00\x14", b"\x02\x00\x07\x00\x14", 1),  # npoints, ts0, enc, ctrl, data
 }
 
 
 @pytest.mark.parametrize("reason", sorted(BAD))
 def test_each_bad_payload_is_a_counted_rejection_and_the_batch_survives(generic_wasm: bytes, reason: str) -> None:
     host = KernelHost(generic_wasm, CFG)
+    expected = reason.removesuffix("_by_delta")
     res = host.process([G0, BAD[reason], G1], batch="mixed")
     assert res.accepted == 2
-    assert [(r.index, r.reason) for r in res.rejections] == [(1, reason)]
+    assert [(r.index, r.reason) for r in res.rejections] == [(1, expected)]
     assert output_hash(host.flush()) == output_hash(oracle.aggregate(CFG, [G0, G1]).rows)
     with pytest.raises(PayloadError) as e:
         decode(BAD[reason], expect_org=7)
-    assert e.value.reason == reason
+    assert (e.value.reason, e.value.offset) == (expected, res.rejections[0].offset)
 
 
 def test_empty_message_and_nonfinite_values_are_accepted(generic_wasm: bytes) -> None:
@@ -89,11 +93,11 @@ def test_mutated_payloads_kernel_and_python_decoder_agree(generic_wasm: bytes, p
     as the oracle says."""
     host = KernelHost(generic_wasm, CFG)
     res = host.process([G0, *payloads], batch="fuzz")
-    expected: dict[int, str] = {}
+    expected: dict[int, tuple[str, int | None]] = {}
     for i, p in enumerate(payloads, start=1):
         try:
             decode(p, expect_org=7)
         except PayloadError as e:
-            expected[i] = e.reason
-    assert {r.index: r.reason for r in res.rejections} == expected
+            expected[i] = (e.reason, e.offset)
+    assert {r.index: (r.reason, r.offset) for r in res.rejections} == expected
     assert output_hash(host.flush()) == output_hash(oracle.aggregate(CFG, [G0, *payloads]).rows)

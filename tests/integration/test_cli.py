@@ -77,6 +77,8 @@ def test_bad_inputs_exit_2_with_a_clear_message(traffic: Path, tmp_path: Path) -
     assert r.returncode == 2 and "expected a .bin or .jsonl" in r.stderr
     r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--out", str(tmp_path / "x.xlsx"))
     assert r.returncode == 2 and "--out" in r.stderr
+    r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--out", str(tmp_path / "no" / "x.csv"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
 
 
 def test_missing_files_exit_2(tmp_path: Path) -> None:
@@ -100,6 +102,56 @@ def test_a_module_file_and_sandbox_limits(traffic: Path, tmp_path: Path, generic
     wasm.write_bytes(b"\x00asm\x01\x00\x00\x00junk")
     r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--kernel", str(wasm))
     assert r.returncode == 1 and "invalid" in r.stderr
+
+
+# Accepts every message, aggregates nothing: subtly wrong, and well-formed by the ABI.
+DROPPER = """
+(module
+  (memory (export "memory") 1)
+  (func (export "evoagg_abi_version") (result i32) i32.const 1)
+  (func (export "evoagg_alloc") (param $n i32) (result i32)
+    (i32.mul (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))) (i32.const 65536)))
+  (func (export "evoagg_free") (param i32 i32))
+  (func (export "evoagg_init") (param i32 i32) (result i32) i32.const 0)
+  (func (export "evoagg_process") (param $p i32) (param $len i32) (result i32) (local $pos i32) (local $n i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $pos) (local.get $len)))
+      (local.set $pos (i32.add (local.get $pos) (i32.add (i32.const 4) (i32.load (i32.add (local.get $p) (local.get $pos))))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $next)))
+    (i32.store (i32.const 0) (local.get $n))
+    (i32.store (i32.const 4) (i32.const 0))
+    (i64.store (i32.const 8) (i64.const 0))
+    (i64.store (i32.const 16) (i64.const 0))
+    i32.const 24)
+  (func (export "evoagg_flush") (param i64) (result i32) (i32.store (i32.const 0) (i32.const 0)) i32.const 4)
+  (func (export "evoagg_result_ptr") (result i32) i32.const 0))
+"""
+
+
+def test_oracle_disagreement_exits_1_and_says_where(traffic: Path, tmp_path: Path) -> None:
+    import wasmtime
+
+    wasm = tmp_path / "dropper.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(DROPPER))
+    r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(traffic), "--kernel", str(wasm), "--oracle", "--json")
+    assert r.returncode == 1, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["oracle_agrees"] is False and summary["rows"] == 0
+    what = {d["what"]: d for d in summary["oracle_disagreements"]}
+    assert what["rows"]["kernel_rows"] == 0 and what["rows"]["first_difference"]["kernel"] is None
+    assert what["points"] == {"what": "points", "kernel": 0, "oracle": 60_000}
+
+
+def test_reader_rejections_count_as_messages(tmp_path: Path) -> None:
+    js = tmp_path / "mixed.jsonl"
+    good = '{"org": 1042, "series": [{"metric": "cpu.usage", "tags": ["service:svc-01"], "points": [[1764000000, 0.5]]}]}'
+    js.write_text("\n".join([good, "not json", good, '{"org": 1042}']) + "\n")
+    r = evoagg("replay", "--config", "configs/tenants/1042.yaml", "--input", str(js), "--oracle", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout)
+    assert (summary["messages"], summary["accepted"], summary["rejected"]) == (4, 2, {"bad_json": 2})
+    assert summary["oracle_agrees"] is True and summary["rows"] == 1
 
 
 def test_wrong_tenant_traffic_is_rejected_not_fatal(traffic: Path) -> None:

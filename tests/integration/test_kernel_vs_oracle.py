@@ -132,6 +132,17 @@ def test_workloads_agree_with_the_oracle(generic_wasm: bytes, name: str) -> None
     assert len(ref.rows) > 100
 
 
+@pytest.mark.parametrize("order", [(0.0, -0.0), (-0.0, 0.0)])
+def test_min_and_max_keep_the_first_of_equal_values(generic_wasm: bytes, order: tuple[float, float]) -> None:
+    cfg = TenantConfig.from_mapping({"org": 7, "interval_s": 30, "queries": [{"id": "lo", "q": "min:m{*}"}, {"id": "hi", "q": "max:m{*}"}]})
+    msgs = [Message(7, (Series("m", (), ((0, order[0]), (1, order[1]))),))]
+    host = KernelHost(generic_wasm, cfg)
+    host.process([encode(m) for m in msgs])
+    for rows in (host.flush(), oracle.aggregate_messages(cfg, msgs).rows):
+        signs = {r.query: math.copysign(1, r.value) for r in rows}
+        assert signs == {"lo": math.copysign(1, order[0]), "hi": math.copysign(1, order[0])}
+
+
 def test_groups_are_identified_by_their_text(generic_wasm: bytes) -> None:
     """Two tag combinations that render to the same group text are one group."""
     cfg = TenantConfig.from_mapping({"org": 7, "interval_s": 30, "queries": ["sum:m{*} by {a,b}"]})

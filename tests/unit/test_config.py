@@ -37,6 +37,14 @@ def test_bad_configs_are_named(data: dict[str, object], message: str) -> None:
     assert message in str(e.value)
 
 
+def test_query_count_limit() -> None:
+    from actors.query import parse_query
+
+    q = parse_query("sum:a{*}")
+    with pytest.raises(ConfigError, match="at most 65535"):
+        TenantConfig(org=1, interval_s=1, queries=(q,) * 65536).validate()
+
+
 def test_unknown_aggregation_is_a_query_error() -> None:
     with pytest.raises(QueryError) as e:
         TenantConfig.from_mapping({"org": 1, "interval_s": 30, "queries": [{"id": "p99", "q": "p99:lat{*}"}]})
@@ -49,6 +57,22 @@ def test_shipped_configs_load() -> None:
         assert wl.tenant.org == org and len(wl.tenant.queries) == 100
         assert wl.traffic.series_per_message * wl.traffic.points_per_series == 1000
     assert load_tenant(REPO / "configs/tenants/2077.yaml").queries[99].by
+
+
+def test_generated_traffic_carries_the_edge_cases_the_shape_asks_for() -> None:
+    from actors.workload import generate
+
+    wl = load_workload(REPO / "configs" / "workloads" / "w1.yaml")
+    msgs = list(generate(wl, 200, seed=3))
+    assert msgs == list(generate(wl, 200, seed=3))  # deterministic
+    series = [s for m in msgs for s in m.series]
+    keyed = [[t.split(":")[0] for t in s.tags if ":" in t] for s in series]
+    assert any(len(k) < 4 for k in keyed)  # a missing tag (hosts carry host, service, region, env)
+    assert any(len(k) != len(set(k)) for k in keyed)  # a multi-valued key
+    assert any("canary" in s.tags for s in series)
+    assert any(v != v or v in (float("inf"), float("-inf")) for s in series for _, v in s.points)
+    assert {s.metric for s in series} == {"cpu.usage", "mem.used", "disk.io"}
+    assert all(len(s.points) == 20 for s in series) and all(len(m.series) == 50 for m in msgs)
 
 
 def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
@@ -64,7 +88,8 @@ def test_workload_shapes_are_validated(tmp_path: Path) -> None:
     for body, message in [
         ("metrics: [cpu]", "metrics: expected a mapping"),
         ("tags: 5", "tags: expected a mapping"),
-        ("metrics: {cpu: -1}", "positive weight"),
+        ("metrics: {cpu: -1}", "positive finite weight"),
+        ("metrics: {cpu: .inf}", "positive finite weight"),
         ("nonfinite_rate: 2", "probability"),
         ("seriez: 5", "unknown key"),
     ]:
@@ -76,12 +101,12 @@ def test_workload_shapes_are_validated(tmp_path: Path) -> None:
 
 
 def test_sandbox_validation() -> None:
-    assert SandboxConfig().validate().allowed_imports == ()
+    assert SandboxConfig().validate().memory_limit_bytes == 512 * 2**20
     with pytest.raises(ConfigError, match="epoch_tick_ms"):
         SandboxConfig(call_deadline_ms=5, epoch_tick_ms=10).validate()
     with pytest.raises(ConfigError, match="unknown key"):
         SandboxConfig.from_mapping({"memory": 5})
-    with pytest.raises(ConfigError, match="allowed_imports"):
-        SandboxConfig.from_mapping({"allowed_imports": 5})
+    with pytest.raises(ConfigError, match="unknown key"):
+        SandboxConfig.from_mapping({"allowed_imports": ["env.log"]})
     with pytest.raises(ConfigError, match="memory_limit_bytes"):
         SandboxConfig.from_mapping({"memory_limit_bytes": "lots"})

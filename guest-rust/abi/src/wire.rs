@@ -187,6 +187,17 @@ impl<'a> RowWriter<'a> {
         RowWriter { buf, rows: 0 }
     }
 
+    /// Bytes one row takes: its fixed fields plus its group text.
+    pub const fn row_len(group_len: usize) -> usize {
+        24 + group_len
+    }
+
+    /// Reserves room for `bytes` more bytes, so a large flush grows the buffer once
+    /// instead of doubling through (and stranding) every smaller size.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve_exact(bytes);
+    }
+
     /// Appends one row; `group` writes the group text (`k1:v1,k2:v2`) into the buffer.
     #[inline]
     pub fn row_with<F: FnOnce(&mut Vec<u8>)>(&mut self, query: u32, bucket: i64, value: f64, group: F) {

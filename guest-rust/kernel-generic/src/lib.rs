@@ -456,14 +456,21 @@ impl Kernel for GenericKernel {
 
     fn flush(&mut self, watermark: i64, out: &mut RowWriter) {
         let interval = self.interval;
+        let closed = |b: &(i64, Acc)| b.0.saturating_add(interval) <= watermark;
+        let bytes: usize = self
+            .slots
+            .iter()
+            .map(|s| s.buckets.partition_point(closed) * RowWriter::row_len(self.groups.bytes(s.group).len()))
+            .sum();
+        out.reserve(bytes);
         let mut dead = 0usize;
         for slot in &mut self.slots {
             if !slot.buckets.is_empty() {
                 let agg = self.queries[slot.query as usize].agg;
                 let text = self.groups.bytes(slot.group);
                 // Buckets are sorted: the closed ones are a prefix.
-                let closed = slot.buckets.partition_point(|(start, _)| start.saturating_add(interval) <= watermark);
-                for (start, acc) in slot.buckets.drain(..closed) {
+                let n = slot.buckets.partition_point(closed);
+                for (start, acc) in slot.buckets.drain(..n) {
                     out.row_with(slot.query, start, acc.value(agg), |g| g.extend_from_slice(text));
                 }
             }
