@@ -52,6 +52,8 @@ def _replay(args: argparse.Namespace) -> int:
     sandbox = load_sandbox(args.sandbox) if args.sandbox else None
     if args.batch < 1:
         raise ConfigError("--batch must be >= 1")
+    if args.flush_lag is not None and not 0 <= args.flush_lag <= 2**31:
+        raise ConfigError("--flush-lag must be 0..2^31 seconds")
     if args.out and args.out.suffix not in (".parquet", ".csv", ".jsonl"):
         raise ConfigError(f"--out: expected a .parquet, .csv or .jsonl path, found {args.out}")
     if args.out and not args.out.resolve().parent.is_dir():
@@ -60,7 +62,7 @@ def _replay(args: argparse.Namespace) -> int:
     host = KernelHost(wasm, cfg, sandbox, name=f"org {cfg.org} {args.kernel}")
     # Stream the input unless the oracle needs to see it again.
     items = list(read_payloads(args.input)) if args.oracle else read_payloads(args.input)
-    rep = replay(host, items, args.batch)
+    rep = replay(host, items, args.batch, args.flush_lag)
     summary: dict[str, object] = {"org": cfg.org, "kernel": kernel_desc, "input": str(args.input), **rep.summary()}
     if args.oracle:
         from actors import oracle
@@ -68,7 +70,7 @@ def _replay(args: argparse.Namespace) -> int:
         from actors.replay import disagreements
 
         # The oracle sees what the reader accepted; the reader's own refusals count for both.
-        ref = oracle.aggregate(cfg, [i for i in items if isinstance(i, bytes)])
+        ref = oracle.aggregate(cfg, [i for i in items if isinstance(i, bytes)], args.batch, args.flush_lag)
         for item in items:
             if isinstance(item, PayloadError):
                 ref.rejected[item.reason] = ref.rejected.get(item.reason, 0) + 1
@@ -103,6 +105,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--kernel", default="generic", help="'generic' or a path to a .wasm module")
     r.add_argument("--out", type=Path, help="rows to .parquet, .csv or .jsonl")
     r.add_argument("--batch", type=int, default=64, help="messages per kernel call")
+    r.add_argument(
+        "--flush-lag",
+        type=int,
+        metavar="SECONDS",
+        help="after each batch, flush buckets ending at or before (largest timestamp seen - SECONDS); "
+        "later points for them count as late (default: flush only at the end)",
+    )
     r.add_argument("--sandbox", type=Path, help="sandbox limits YAML (configs/sandbox.yaml)")
     r.add_argument("--oracle", action="store_true", help="also run the reference oracle and compare hashes (slow)")
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")

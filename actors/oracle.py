@@ -8,6 +8,8 @@ add the value to the accumulator of (query, bucket, group), where
 ``min``/``max`` replace only on strict ``<``/``>`` (the first of equal values stays),
 ``count`` counts, ``avg = sum / count``. A row exists for every accumulator that
 received at least one value. Non-finite values are ignored and counted per message.
+Once a bucket has been flushed it stays closed: finite points that would land in it are
+late, counted and dropped.
 """
 
 from __future__ import annotations
@@ -70,48 +72,93 @@ class OracleResult:
     rejected: dict[str, int] = field(default_factory=dict)
     points: int = 0
     nonfinite: int = 0
+    late: int = 0
 
 
-def aggregate(config: TenantConfig, payloads: Iterable[bytes]) -> OracleResult:
-    """Decodes each payload (rejecting what the kernel rejects) and aggregates literally."""
-    messages: list[Message] = []
-    rejected: dict[str, int] = {}
-    for p in payloads:
-        try:
-            messages.append(decode(p, expect_org=config.org))
-        except PayloadError as e:
-            rejected[e.reason] = rejected.get(e.reason, 0) + 1
-    res = aggregate_messages(config, messages)
-    res.rejected = rejected
-    return res
+class LiteralView:
+    """The materialized view, literally: accumulators per (query, bucket, group), and
+    watermark flushes after which a flushed bucket stays closed (its late points are
+    counted and dropped)."""
 
+    def __init__(self, config: TenantConfig) -> None:
+        self.config = config
+        self.accs: dict[tuple[str, int, str], _Acc] = {}
+        self.flushed_to: int | None = None
+        self.max_ts: int | None = None
+        self.result = OracleResult(rows=[])
 
-def aggregate_messages(config: TenantConfig, messages: Iterable[Message]) -> OracleResult:
-    accs: dict[tuple[str, int, str], _Acc] = {}
-    agg_of = {q.id: q.agg for q in config.queries}
-    res = OracleResult(rows=[])
-    for msg in messages:
+    def add(self, msg: Message) -> None:
+        res, interval = self.result, self.config.interval_s
         res.accepted += 1
         for s in msg.series:
             res.points += len(s.points)
-            res.nonfinite += sum(1 for _, v in s.points if not math.isfinite(v))
-            for q in config.queries:
+            for ts, v in s.points:
+                self.max_ts = ts if self.max_ts is None else max(self.max_ts, ts)
+                if not math.isfinite(v):
+                    res.nonfinite += 1
+                elif self.flushed_to is not None and ts - ts % interval + interval <= self.flushed_to:
+                    res.late += 1
+            for q in self.config.queries:
                 if q.metric != s.metric or not all(term_holds(t, s.tags) for t in q.filter):
                     continue
                 for g in groups_of(q, s.tags):
                     for ts, v in s.points:
-                        if not math.isfinite(v):
+                        bucket = ts - ts % interval
+                        if not math.isfinite(v) or (self.flushed_to is not None and bucket + interval <= self.flushed_to):
                             continue
-                        bucket = ts - ts % config.interval_s
-                        a = accs.setdefault((q.id, bucket, g), _Acc())
+                        a = self.accs.setdefault((q.id, bucket, g), _Acc())
                         a.sum += v
                         a.count += 1
                         if v < a.min:
                             a.min = v
                         if v > a.max:
                             a.max = v
-    for (qid, bucket, g), a in accs.items():
-        agg = agg_of[qid]
-        value = {"sum": a.sum, "min": a.min, "max": a.max, "avg": a.sum / a.count, "count": float(a.count)}[agg]
-        res.rows.append(Row(qid, bucket, g, value))
-    return res
+
+    def flush(self, watermark: int) -> list[Row]:
+        """Rows of the buckets ending at or before ``watermark``, which are then closed."""
+        agg_of = {q.id: q.agg for q in self.config.queries}
+        rows = []
+        for key in [k for k in self.accs if k[1] + self.config.interval_s <= watermark]:
+            a = self.accs.pop(key)
+            value = {"sum": a.sum, "min": a.min, "max": a.max, "avg": a.sum / a.count, "count": float(a.count)}[agg_of[key[0]]]
+            rows.append(Row(key[0], key[1], key[2], value))
+        self.flushed_to = watermark if self.flushed_to is None else max(self.flushed_to, watermark)
+        self.result.rows += rows
+        return rows
+
+
+FLUSH_ALL = 2**63 - 1
+
+
+def aggregate(config: TenantConfig, payloads: Iterable[bytes], batch_size: int = 1, flush_lag: int | None = None) -> OracleResult:
+    """Decodes each payload (rejecting what the kernel rejects) and aggregates literally.
+
+    With ``flush_lag``, payloads go in batches of ``batch_size`` and after each batch
+    every bucket ending at or before (largest timestamp seen - ``flush_lag``) is
+    flushed, as ``evoagg replay --flush-lag`` does; everything is flushed at the end.
+    """
+    view = LiteralView(config)
+    rejected: dict[str, int] = {}
+    batch = 0
+    for p in payloads:
+        try:
+            view.add(decode(p, expect_org=config.org))
+        except PayloadError as e:
+            rejected[e.reason] = rejected.get(e.reason, 0) + 1
+        batch += 1
+        if batch == batch_size:
+            batch = 0
+            if flush_lag is not None and view.max_ts is not None:
+                view.flush(view.max_ts - flush_lag)
+    view.flush(FLUSH_ALL)
+    view.result.rejected = rejected
+    return view.result
+
+
+def aggregate_messages(config: TenantConfig, messages: Iterable[Message]) -> OracleResult:
+    """Aggregates decoded messages and flushes everything at the end."""
+    view = LiteralView(config)
+    for m in messages:
+        view.add(m)
+    view.flush(FLUSH_ALL)
+    return view.result

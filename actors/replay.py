@@ -26,6 +26,8 @@ class ReplayReport:
     rejected: dict[str, int] = field(default_factory=dict)
     points: int = 0
     nonfinite: int = 0
+    late: int = 0
+    max_ts: int | None = None
     kernel_seconds: float = 0.0
     flush_seconds: float = 0.0
     rows: list[Row] = field(default_factory=list)
@@ -45,6 +47,7 @@ class ReplayReport:
             "rejected": dict(sorted(self.rejected.items())),
             "points": self.points,
             "nonfinite_points": self.nonfinite,
+            "late_points": self.late,
             "rows": len(self.rows),
             "kernel_seconds": round(self.kernel_seconds, 6),
             "flush_seconds": round(self.flush_seconds, 6),
@@ -54,8 +57,13 @@ class ReplayReport:
         }
 
 
-def replay(host: KernelHost, items: Iterable[bytes | PayloadError], batch_size: int = 64) -> ReplayReport:
+def replay(host: KernelHost, items: Iterable[bytes | PayloadError], batch_size: int = 64, flush_lag: int | None = None) -> ReplayReport:
     """Feeds ``items`` (payloads, or errors the reader already found) through ``host``.
+
+    Without ``flush_lag`` every bucket stays open until the end. With it, after each
+    batch every bucket ending at or before (largest timestamp seen - ``flush_lag``) is
+    flushed, which bounds memory on long streams; points arriving later for a flushed
+    bucket are counted as late and dropped (``oracle.aggregate`` models the same).
 
     Throughput counts only the time inside ``process`` calls (the per-message cost);
     the final flush, which also decodes every row into Python, is reported apart.
@@ -74,10 +82,17 @@ def replay(host: KernelHost, items: Iterable[bytes | PayloadError], batch_size: 
         rep.accepted += res.accepted
         rep.points += res.points
         rep.nonfinite += res.nonfinite
+        rep.late += res.late
+        if res.max_ts is not None:
+            rep.max_ts = res.max_ts if rep.max_ts is None else max(rep.max_ts, res.max_ts)
         for r in res.rejections:
             rep.rejected[r.reason] = rep.rejected.get(r.reason, 0) + 1
         batch.clear()
         nbatch += 1
+        if flush_lag is not None and rep.max_ts is not None:
+            t1 = time.perf_counter()
+            rep.rows += host.flush(rep.max_ts - flush_lag, batch=f"flush after #{nbatch - 1}")
+            rep.flush_seconds += time.perf_counter() - t1
 
     for item in items:
         if isinstance(item, PayloadError):
@@ -90,8 +105,8 @@ def replay(host: KernelHost, items: Iterable[bytes | PayloadError], batch_size: 
     if batch:
         run()
     t0 = time.perf_counter()
-    rep.rows = host.flush()
-    rep.flush_seconds = time.perf_counter() - t0
+    rep.rows += host.flush()
+    rep.flush_seconds += time.perf_counter() - t0
     return rep
 
 
@@ -117,6 +132,7 @@ def disagreements(rep: ReplayReport, ref: OracleResult) -> list[dict[str, object
         ("rejected", rep.rejected, ref.rejected),
         ("points", rep.points, ref.points),
         ("nonfinite_points", rep.nonfinite, ref.nonfinite),
+        ("late_points", rep.late, ref.late),
     ):
         if got != want:
             found.append({"what": what, "kernel": got, "oracle": want})

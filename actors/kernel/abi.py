@@ -67,6 +67,10 @@ class Rejection:
     offset: int
 
 
+NO_TS = -(2**63)
+RESULT_HEADER = 40
+
+
 @dataclass
 class BatchResult:
     """What a kernel reports for one batch."""
@@ -74,24 +78,28 @@ class BatchResult:
     accepted: int = 0
     points: int = 0
     nonfinite: int = 0
+    late: int = 0
+    """Finite points dropped because their bucket had already been flushed."""
+    max_ts: int | None = None
+    """Largest timestamp among the accepted messages' points; None without points."""
     rejections: list[Rejection] = field(default_factory=list)
 
 
 def decode_batch_result(buf: bytes, batch_size: int) -> BatchResult:
-    if len(buf) < 24:
-        raise KernelError(f"batch result of {len(buf)} bytes is shorter than its 24-byte header")
-    ok, nrej, points, nonfinite = struct.unpack_from("<IIQQ", buf, 0)
-    if len(buf) != 24 + 12 * nrej or ok + nrej != batch_size:
+    if len(buf) < RESULT_HEADER:
+        raise KernelError(f"batch result of {len(buf)} bytes is shorter than its {RESULT_HEADER}-byte header")
+    ok, nrej, points, nonfinite, late, max_ts = struct.unpack_from("<IIQQQq", buf, 0)
+    if len(buf) != RESULT_HEADER + 12 * nrej or ok + nrej != batch_size:
         raise KernelError(f"batch result inconsistent: {ok} ok + {nrej} rejected for {batch_size} messages, {len(buf)} bytes")
     rej = []
     last = -1
     for i in range(nrej):
-        index, code, offset = struct.unpack_from("<III", buf, 24 + 12 * i)
+        index, code, offset = struct.unpack_from("<III", buf, RESULT_HEADER + 12 * i)
         if not last < index < batch_size:
             raise KernelError(f"batch result names message {index} out of order or outside a batch of {batch_size}")
         last = index
         rej.append(Rejection(index, REJECT_REASONS.get(code, f"unknown_code_{code}"), offset))
-    return BatchResult(ok, points, nonfinite, rej)
+    return BatchResult(ok, points, nonfinite, late, None if max_ts == NO_TS else max_ts, rej)
 
 
 def decode_rows(buf: bytes, query_ids: list[str]) -> list[Row]:

@@ -60,6 +60,18 @@ def test_replay_writes_sorted_rows_and_the_oracle_agrees(traffic: Path, tmp_path
     assert output_hash(ref.rows) == summary["output_hash"]
 
 
+def test_flush_lag_bounds_memory_and_agrees_with_the_oracle(tmp_path: Path) -> None:
+    w2 = tmp_path / "w2.bin"
+    assert evoagg("gen", "--workload", "configs/workloads/w2.yaml", "--messages", "120", "--out", str(w2)).returncode == 0
+    r = evoagg("replay", "--config", "configs/tenants/2077.yaml", "--input", str(w2), "--flush-lag", "60", "--batch", "16", "--oracle", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["oracle_agrees"] is True and summary["rows"] > 1000
+    assert "late_points" in summary
+    r = evoagg("replay", "--config", "configs/tenants/2077.yaml", "--input", str(w2), "--flush-lag", "-1")
+    assert r.returncode == 2 and "--flush-lag" in r.stderr
+
+
 def test_jsonl_input_gives_the_same_hash(traffic: Path, tmp_path: Path) -> None:
     js = tmp_path / "w1.jsonl"
     assert evoagg("gen", "--workload", "configs/workloads/w1.yaml", "--messages", "60", "--seed", "7", "--out", str(js)).returncode == 0
@@ -123,7 +135,9 @@ DROPPER = """
     (i32.store (i32.const 4) (i32.const 0))
     (i64.store (i32.const 8) (i64.const 0))
     (i64.store (i32.const 16) (i64.const 0))
-    i32.const 24)
+    (i64.store (i32.const 24) (i64.const 0))
+    (i64.store (i32.const 32) (i64.const 0x8000000000000000))
+    i32.const 40)
   (func (export "evoagg_flush") (param i64) (result i32) (i32.store (i32.const 0) (i32.const 0)) i32.const 4)
   (func (export "evoagg_result_ptr") (result i32) i32.const 0))
 """

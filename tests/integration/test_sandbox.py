@@ -152,7 +152,7 @@ def test_result_claims_outside_memory_or_inconsistent(generic_wasm: bytes) -> No
     huge = KernelHost(module("i32.const 999999"), CFG, FAST)
     with pytest.raises(KernelError, match="outside memory"):
         huge.process([MSG])
-    lying = KernelHost(module("i32.const 24"), CFG, FAST)  # 24 zero bytes: 0 ok + 0 rejected for 1 message
+    lying = KernelHost(module("i32.const 40"), CFG, FAST)  # a zero header: 0 ok + 0 rejected for 1 message
     with pytest.raises(KernelError, match="inconsistent"):
         lying.process([MSG])
     assert lying.poisoned

@@ -11,13 +11,15 @@ from actors.errors import KernelError
 from actors.kernel.abi import decode_batch_result, decode_rows, encode_config
 
 
-def result(ok: int, records: list[tuple[int, int, int]], points: int = 0, nonfinite: int = 0) -> bytes:
-    return struct.pack("<IIQQ", ok, len(records), points, nonfinite) + b"".join(struct.pack("<III", *r) for r in records)
+def result(ok: int, records: list[tuple[int, int, int]], points: int = 0, nonfinite: int = 0, late: int = 0, max_ts: int = -(2**63)) -> bytes:
+    header = struct.pack("<IIQQQq", ok, len(records), points, nonfinite, late, max_ts)
+    return header + b"".join(struct.pack("<III", *r) for r in records)
 
 
 def test_well_formed_result() -> None:
-    r = decode_batch_result(result(2, [(1, 2, 17)], points=5, nonfinite=1), 3)
-    assert (r.accepted, r.points, r.nonfinite) == (2, 5, 1)
+    r = decode_batch_result(result(2, [(1, 2, 17)], points=5, nonfinite=1, late=2, max_ts=-7), 3)
+    assert (r.accepted, r.points, r.nonfinite, r.late, r.max_ts) == (2, 5, 1, 2, -7)
+    assert decode_batch_result(result(1, []), 1).max_ts is None
     assert [(x.index, x.reason, x.offset) for x in r.rejections] == [(1, "truncated", 17)]
 
 

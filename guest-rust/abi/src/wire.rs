@@ -89,6 +89,7 @@ pub fn free_bytes(ptr: i32, len: i32) {
 ///
 /// ```text
 /// u32 messages_ok | u32 messages_rejected | u64 points | u64 points_nonfinite
+/// u64 points_late | i64 max_ts
 /// then messages_rejected × (u32 index_in_batch | u32 error_code | u32 byte_offset)
 /// ```
 pub struct BatchResult<'a> {
@@ -97,21 +98,25 @@ pub struct BatchResult<'a> {
     rejected: u32,
     points: u64,
     nonfinite: u64,
+    late: u64,
+    max_ts: i64,
 }
 
 impl<'a> BatchResult<'a> {
-    pub const HEADER: usize = 24;
+    pub const HEADER: usize = 40;
 
     pub fn new(buf: &'a mut Vec<u8>) -> Self {
         buf.clear();
         buf.resize(Self::HEADER, 0);
-        BatchResult { buf, ok: 0, rejected: 0, points: 0, nonfinite: 0 }
+        BatchResult { buf, ok: 0, rejected: 0, points: 0, nonfinite: 0, late: 0, max_ts: i64::MIN }
     }
 
     pub fn accept(&mut self, stats: crate::MessageStats) {
         self.ok += 1;
         self.points += stats.points;
         self.nonfinite += stats.nonfinite;
+        self.late += stats.late;
+        self.max_ts = self.max_ts.max(stats.max_ts);
     }
 
     pub fn reject(&mut self, index: u32, err: codec::DecodeError) {
@@ -126,6 +131,8 @@ impl<'a> BatchResult<'a> {
         self.buf[4..8].copy_from_slice(&self.rejected.to_le_bytes());
         self.buf[8..16].copy_from_slice(&self.points.to_le_bytes());
         self.buf[16..24].copy_from_slice(&self.nonfinite.to_le_bytes());
+        self.buf[24..32].copy_from_slice(&self.late.to_le_bytes());
+        self.buf[32..40].copy_from_slice(&self.max_ts.to_le_bytes());
         self.buf.len() as i32
     }
 }

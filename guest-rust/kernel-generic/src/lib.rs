@@ -132,6 +132,8 @@ struct LocalString {
 pub struct GenericKernel {
     org: u64,
     interval: i64,
+    /// The highest watermark flushed so far: a bucket ending at or before it is closed.
+    flushed_to: i64,
     queries: Vec<CompiledQuery>,
     /// The configuration's strings: metrics, filter tags, filter and group-by keys.
     strings: Interner,
@@ -170,6 +172,7 @@ impl GenericKernel {
         let mut k = GenericKernel {
             org: cfg.org,
             interval: cfg.interval,
+            flushed_to: i64::MIN,
             queries: Vec::new(),
             strings: Interner::new(),
             metric_queries: Vec::new(),
@@ -456,6 +459,7 @@ impl Kernel for GenericKernel {
 
     fn flush(&mut self, watermark: i64, out: &mut RowWriter) {
         let interval = self.interval;
+        self.flushed_to = self.flushed_to.max(watermark);
         let closed = |b: &(i64, Acc)| b.0.saturating_add(interval) <= watermark;
         let bytes: usize = self
             .slots
@@ -505,9 +509,11 @@ impl GenericKernel {
             let ts = &ts[s.ts.0 as usize..s.ts.1 as usize];
             let values = &payload[s.values as usize..s.values as usize + 8 * ts.len()];
             stats.points += ts.len() as u64;
+            stats.max_ts = ts.iter().fold(stats.max_ts, |m, &t| m.max(t));
             // Decode once per series: the finite points with their bucket start.
             points.clear();
             let mut cur_start = 0i64;
+            let mut have_start = false;
             for (i, &t) in ts.iter().enumerate() {
                 let b = &values[8 * i..8 * i + 8];
                 let v = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
@@ -516,8 +522,14 @@ impl GenericKernel {
                     continue;
                 }
                 // |t| <= 2^62 and interval < 2^31: `cur_start + interval` cannot overflow (`t - cur_start` could).
-                if points.is_empty() || t < cur_start || t >= cur_start + interval {
+                if !have_start || t < cur_start || t >= cur_start + interval {
                     cur_start = t - t.rem_euclid(interval);
+                    have_start = true;
+                }
+                // A bucket already flushed stays closed: its late points are counted, not merged.
+                if cur_start + interval <= self.flushed_to {
+                    stats.late += 1;
+                    continue;
                 }
                 points.push((cur_start, v));
             }
