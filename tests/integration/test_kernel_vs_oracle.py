@@ -84,9 +84,7 @@ def test_random_configs_and_traffic_agree_with_the_oracle(generic_wasm: bytes, c
 
 
 @given(cfg=configs(), msgs=st.lists(messages, max_size=8), batch=st.integers(1, 3), lag=st.integers(0, 90))
-def test_watermark_flushes_and_late_points_agree_with_the_oracle(
-    generic_wasm: bytes, cfg: TenantConfig, msgs: list[Message], batch: int, lag: int
-) -> None:
+def test_watermark_flushes_and_late_points_agree_with_the_oracle(generic_wasm: bytes, cfg: TenantConfig, msgs: list[Message], batch: int, lag: int) -> None:
     """Flushing by watermark after each batch: same rows, and the same points late."""
     from actors.replay import disagreements
 
