@@ -4,7 +4,8 @@
 #   bash setup.sh test   # the whole test suite (what CI runs)
 #   bash setup.sh        # set up only
 # Installs, when missing: the Rust->wasm toolchain from Debian (rustc-web, rust-web-src,
-# cargo-web, lld), python3-venv, then the package into ./.venv with its test extras.
+# cargo-web, lld), git, python3 and python3-venv, then the package into ./.venv with its
+# test extras.
 set -euo pipefail
 cd "$(dirname "$0")"
 job="${1:-setup}"
@@ -16,7 +17,7 @@ need_apt=()
 [ -x /usr/bin/cargo ] || need_apt+=(cargo-web)
 command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
   as_root apt-get update -qq
@@ -24,7 +25,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  # Debian ships venv without ensurepip unless python3-venv is installed: try, then install it.
+  if ! python3 -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    echo "setup: installing python3-venv (apt)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv
+  fi
 fi
 stamp=.venv/.evoagg-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
