@@ -99,7 +99,7 @@ class SandboxConfig:
     """Limits every wasm module runs under."""
 
     memory_limit_bytes: int = 512 * 2**20
-    """Largest linear memory a module's store may grow to; growth beyond fails (the kernel traps)."""
+    """Largest linear memory a module's store may grow to (at most 2 GiB); growth beyond fails."""
     call_deadline_ms: int = 10_000
     """Longest a single call into a module may run before it is interrupted (epoch deadline)."""
     epoch_tick_ms: int = 10
@@ -108,7 +108,8 @@ class SandboxConfig:
     """Largest module accepted, in bytes."""
 
     def validate(self) -> SandboxConfig:
-        check_int("memory_limit_bytes", self.memory_limit_bytes, 2**16, 2**32)
+        # 2 GiB at most: results return as `ptr << 32 | len` in a non-negative i64.
+        check_int("memory_limit_bytes", self.memory_limit_bytes, 2**16, 2**31)
         check_int("call_deadline_ms", self.call_deadline_ms, 1, 3_600_000)
         check_int("epoch_tick_ms", self.epoch_tick_ms, 1, 10_000)
         check_int("max_module_bytes", self.max_module_bytes, 1024, 2**30)

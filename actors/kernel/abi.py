@@ -21,9 +21,8 @@ EXPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "evoagg_alloc": (("i32",), ("i32",)),
     "evoagg_free": (("i32", "i32"), ()),
     "evoagg_init": (("i32", "i32"), ("i32",)),
-    "evoagg_process": (("i32", "i32"), ("i32",)),
-    "evoagg_flush": (("i64",), ("i32",)),
-    "evoagg_result_ptr": ((), ("i32",)),
+    "evoagg_process": (("i32", "i32"), ("i64",)),
+    "evoagg_flush": (("i64",), ("i64",)),
 }
 ERR_BAD_FRAME = -1
 ERR_NOT_INITIALIZED = -2

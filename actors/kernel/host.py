@@ -140,10 +140,14 @@ class KernelHost:
             self._memory.write(self.store, data, self._buf_ptr)
         return self._buf_ptr
 
-    def _result(self, n: int, batch: str) -> bytes:
-        ptr = self._invoke("evoagg_result_ptr", batch)
+    def _result(self, span: int, export: str, batch: str) -> bytes:
+        """The bytes a call's return value ``ptr << 32 | len`` points at."""
+        if span < 0:
+            # The host frames every batch correctly: an error here is the module's fault.
+            raise self._broken(f"{export} returned error {span}", batch)
+        ptr, n = span >> 32, span & 0xFFFFFFFF
         size = self._memory.data_len(self.store)
-        if n < 0 or ptr < 0 or ptr + n > size:
+        if ptr + n > size:
             raise self._broken(f"result span {ptr}+{n} outside memory of {size} bytes", batch)
         return bytes(self._memory.read(self.store, ptr, ptr + n))
 
@@ -151,21 +155,17 @@ class KernelHost:
         """Aggregates a batch of payloads; malformed ones come back as rejections."""
         data = frame(payloads)
         ptr = self._write(data, batch)
-        n = self._invoke("evoagg_process", batch, ptr, len(data))
-        if n < 0:
-            # The host frames every batch correctly: an error here is the module's fault.
-            raise self._broken(f"evoagg_process returned error {n}", batch)
+        span = self._invoke("evoagg_process", batch, ptr, len(data))
+        raw = self._result(span, "evoagg_process", batch)
         try:
-            return abi.decode_batch_result(self._result(n, batch), len(payloads))
+            return abi.decode_batch_result(raw, len(payloads))
         except KernelError as e:
             raise self._broken(str(e), batch) from None
 
     def flush(self, watermark: int = abi.FLUSH_ALL, batch: str = "flush") -> list[Row]:
         """Rows of every bucket that ends at or before ``watermark``, which the kernel forgets."""
-        n = self._invoke("evoagg_flush", batch, watermark)
-        if n < 0:
-            raise self._broken(f"evoagg_flush returned error {n}", batch)
+        raw = self._result(self._invoke("evoagg_flush", batch, watermark), "evoagg_flush", batch)
         try:
-            return abi.decode_rows(self._result(n, batch), self._query_ids)
+            return abi.decode_rows(raw, self._query_ids)
         except KernelError as e:
             raise self._broken(str(e), batch) from None

@@ -125,7 +125,7 @@ DROPPER = """
     (i32.mul (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))) (i32.const 65536)))
   (func (export "evoagg_free") (param i32 i32))
   (func (export "evoagg_init") (param i32 i32) (result i32) i32.const 0)
-  (func (export "evoagg_process") (param $p i32) (param $len i32) (result i32) (local $pos i32) (local $n i32)
+  (func (export "evoagg_process") (param $p i32) (param $len i32) (result i64) (local $pos i32) (local $n i32)
     (block $done (loop $next
       (br_if $done (i32.ge_u (local.get $pos) (local.get $len)))
       (local.set $pos (i32.add (local.get $pos) (i32.add (i32.const 4) (i32.load (i32.add (local.get $p) (local.get $pos))))))
@@ -137,9 +137,8 @@ DROPPER = """
     (i64.store (i32.const 16) (i64.const 0))
     (i64.store (i32.const 24) (i64.const 0))
     (i64.store (i32.const 32) (i64.const 0x8000000000000000))
-    i32.const 40)
-  (func (export "evoagg_flush") (param i64) (result i32) (i32.store (i32.const 0) (i32.const 0)) i32.const 4)
-  (func (export "evoagg_result_ptr") (result i32) i32.const 0))
+    i64.const 40)  ;; result at address 0, 40 bytes
+  (func (export "evoagg_flush") (param i64) (result i64) (i32.store (i32.const 0) (i32.const 0)) i64.const 4))
 """
 
 

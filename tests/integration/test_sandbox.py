@@ -19,7 +19,7 @@ FAST = SandboxConfig(memory_limit_bytes=32 * 2**20, call_deadline_ms=300, epoch_
 MSG = encode(Message(7, (Series("cpu", (), ((0, 1.0),)),)))
 
 
-def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "i32.const 1024", flush: str = "i32.const 0") -> bytes:
+def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "i32.const 1024", flush: str = "i64.const 0") -> bytes:
     """A module with the full ABI whose evoagg_process runs ``process_body``."""
     wat = f"""
     (module
@@ -29,9 +29,8 @@ def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "
       (func (export "evoagg_alloc") (param i32) (result i32) {alloc})
       (func (export "evoagg_free") (param i32 i32))
       (func (export "evoagg_init") (param i32 i32) (result i32) i32.const 0)
-      (func (export "evoagg_process") (param i32 i32) (result i32) {process_body})
-      (func (export "evoagg_flush") (param i64) (result i32) {flush})
-      (func (export "evoagg_result_ptr") (result i32) i32.const 0)
+      (func (export "evoagg_process") (param i32 i32) (result i64) {process_body})
+      (func (export "evoagg_flush") (param i64) (result i64) {flush})
       {extra}
     )"""
     return wasmtime.wat2wasm(wat)
@@ -56,7 +55,7 @@ def test_trap_is_typed_names_the_batch_and_poisons_the_instance(generic_wasm: by
 
 
 def test_infinite_loop_hits_the_deadline(generic_wasm: bytes) -> None:
-    host = KernelHost(module("(loop (br 0)) i32.const 0"), CFG, FAST)
+    host = KernelHost(module("(loop (br 0)) i64.const 0"), CFG, FAST)
     t0 = time.monotonic()
     with pytest.raises(KernelTimeout) as e:
         host.process([MSG], batch="spin")
@@ -101,9 +100,9 @@ def test_kernel_state_growth_hits_the_limit_typed(generic_wasm: bytes) -> None:
     [
         (b"\x00asm\x01\x00\x00\x00garbage", "invalid"),
         (b"not wasm at all", "invalid"),
-        (module("i32.const 0", imports='(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'), "import_not_allowed"),
+        (module("i64.const 0", imports='(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'), "import_not_allowed"),
         (wasmtime.wat2wasm('(module (memory (export "memory") 1))'), "missing_export"),
-        (module("i32.const 0").replace(b"evoagg_flush", b"evoagg_flusx"), "missing_export"),
+        (module("i64.const 0").replace(b"evoagg_flush", b"evoagg_flusx"), "missing_export"),
         (
             wasmtime.wat2wasm(
                 '(module (memory (export "memory") 1)'
@@ -114,16 +113,15 @@ def test_kernel_state_growth_hits_the_limit_typed(generic_wasm: bytes) -> None:
                         ("evoagg_alloc", "(param i32) (result i32) i32.const 0"),
                         ("evoagg_free", "(param i32 i32)"),
                         ("evoagg_init", "(param i32 i32) (result i32) i32.const 0"),
-                        ("evoagg_process", "(param i32 i32) (result i32) i32.const 0"),
-                        ("evoagg_flush", "(param i32) (result i32) i32.const 0"),
-                        ("evoagg_result_ptr", "(result i32) i32.const 0"),
+                        ("evoagg_process", "(param i32 i32) (result i64) i64.const 0"),
+                        ("evoagg_flush", "(param i32) (result i64) i64.const 0"),
                     ]
                 )
                 + ")"
             ),
             "bad_signature",
         ),
-        (module("i32.const 0").replace(b"memory", b"memorx"), "missing_export"),
+        (module("i64.const 0").replace(b"memory", b"memorx"), "missing_export"),
     ],
 )
 def test_bad_modules_are_rejected_before_running(generic_wasm: bytes, wasm: bytes, reason: str) -> None:
@@ -136,27 +134,27 @@ def test_bad_modules_are_rejected_before_running(generic_wasm: bytes, wasm: byte
 @pytest.mark.parametrize("alloc", ["i32.const 200000", "i32.const -8", "i32.const 131070"])
 def test_alloc_returning_a_bad_pointer_is_refused(generic_wasm: bytes, alloc: str) -> None:
     with pytest.raises(ModuleRejected, match="outside memory") as e:
-        KernelHost(module("i32.const 0", alloc=alloc), CFG, FAST)
+        KernelHost(module("i64.const 0", alloc=alloc), CFG, FAST)
     assert e.value.reason == "init_failed"
     still_works(generic_wasm)
 
 
 def test_init_that_traps_is_refused(generic_wasm: bytes) -> None:
-    wasm = module("i32.const 0").replace(b"\x41\x00\x0b", b"\x00\x00\x0b", 1)  # evoagg_init: unreachable
+    wasm = module("i64.const 0").replace(b"\x41\x00\x0b", b"\x00\x00\x0b", 1)  # evoagg_init: unreachable
     with pytest.raises(ModuleRejected) as e:
         KernelHost(wasm, CFG, FAST)
     assert e.value.reason == "init_failed" and "unreachable" in str(e.value)
 
 
 def test_result_claims_outside_memory_or_inconsistent(generic_wasm: bytes) -> None:
-    huge = KernelHost(module("i32.const 999999"), CFG, FAST)
+    huge = KernelHost(module("i64.const 999999"), CFG, FAST)
     with pytest.raises(KernelError, match="outside memory"):
         huge.process([MSG])
-    lying = KernelHost(module("i32.const 40"), CFG, FAST)  # a zero header: 0 ok + 0 rejected for 1 message
+    lying = KernelHost(module("i64.const 40"), CFG, FAST)  # a zero header: 0 ok + 0 rejected for 1 message
     with pytest.raises(KernelError, match="inconsistent"):
         lying.process([MSG])
     assert lying.poisoned
-    bad_rows = KernelHost(module("i32.const 0", flush="i32.const -1"), CFG, FAST)
+    bad_rows = KernelHost(module("i64.const 0", flush="i64.const -1"), CFG, FAST)
     with pytest.raises(KernelError, match="evoagg_flush returned error -1"):
         bad_rows.flush()
     assert bad_rows.poisoned
@@ -183,8 +181,8 @@ def test_size_and_memory_limits(generic_wasm: bytes) -> None:
     with pytest.raises(ModuleRejected) as e:
         KernelHost(generic_wasm, CFG, SandboxConfig(max_module_bytes=1024))
     assert e.value.reason == "too_large"
-    big_memory = module("i32.const 0").replace(b"\x05\x03\x01\x00\x02", b"\x05\x04\x01\x00\xe8\x07")  # min 2 -> 1000 pages
-    assert big_memory != module("i32.const 0")
+    big_memory = module("i64.const 0").replace(b"\x05\x03\x01\x00\x02", b"\x05\x04\x01\x00\xe8\x07")  # min 2 -> 1000 pages
+    assert big_memory != module("i64.const 0")
     with pytest.raises(ModuleRejected) as e:
         KernelHost(big_memory, CFG, FAST)
     assert e.value.reason == "memory_limit"
@@ -199,7 +197,7 @@ def test_threads_feature_is_not_enabled() -> None:
 
 
 def test_wrong_abi_version() -> None:
-    wasm = module("i32.const 0").replace(b"\x41\x01\x0b", b"\x41\x02\x0b", 1)
+    wasm = module("i64.const 0").replace(b"\x41\x01\x0b", b"\x41\x02\x0b", 1)
     with pytest.raises(ModuleRejected) as e:
         KernelHost(wasm, CFG, FAST)
     assert e.value.reason == "abi_version"

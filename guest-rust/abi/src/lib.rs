@@ -91,19 +91,19 @@ macro_rules! export_kernel {
         }
 
         #[no_mangle]
-        pub extern "C" fn evoagg_process(ptr: i32, len: i32) -> i32 {
+        pub extern "C" fn evoagg_process(ptr: i32, len: i32) -> i64 {
             let batch = unsafe { $crate::wire::input(ptr, len) };
             match KERNEL.get() {
                 Some(k) => $crate::wire::process_batch(k, batch),
-                None => $crate::ERR_NOT_INITIALIZED,
+                None => $crate::ERR_NOT_INITIALIZED as i64,
             }
         }
 
         #[no_mangle]
-        pub extern "C" fn evoagg_flush(watermark: i64) -> i32 {
+        pub extern "C" fn evoagg_flush(watermark: i64) -> i64 {
             match KERNEL.get() {
                 Some(k) => $crate::wire::flush(k, watermark),
-                None => $crate::ERR_NOT_INITIALIZED,
+                None => $crate::ERR_NOT_INITIALIZED as i64,
             }
         }
 
@@ -111,11 +111,6 @@ macro_rules! export_kernel {
         #[no_mangle]
         pub extern "C" fn evoagg_oom() -> i32 {
             $crate::allocation_failed() as i32
-        }
-
-        #[no_mangle]
-        pub extern "C" fn evoagg_result_ptr() -> i32 {
-            $crate::wire::result_ptr()
         }
     };
 }
