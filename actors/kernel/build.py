@@ -11,7 +11,8 @@ The toolchain is detected, not assumed (:func:`detect_toolchain`):
 
 Results are cached by a hash of the source tree and the toolchain, in
 ``$EVOAGG_CACHE`` (default ``~/.cache/evoagg``); compiler output on failure is kept
-verbatim in :class:`BuildFailed`.
+verbatim in :class:`BuildFailed`. A tree is copied before it is built, so it must be
+self-contained (path dependencies inside it, or absolute).
 """
 
 from __future__ import annotations
@@ -192,16 +193,26 @@ def build(
     if on_compile:
         on_compile(f"compiling {package} to wasm with {tc.version} ({tc.mode}); cached afterwards")
     target_dir = cache_dir() / "target"
+    # Every tree builds from the same place, copied afresh (new mtimes). Why: the target
+    # dir is shared so core and alloc compile once, and cargo fingerprints workspace
+    # members by their path relative to the workspace root, checking the mtimes of the
+    # files its last build read. Two copies of one workspace in different directories
+    # therefore share a fingerprint, and the second was once served the first's
+    # artifact (tests/integration/test_guest_units.py keeps that from coming back).
+    src = cache_dir() / "src" / package
     cmd = [
         tc.cargo, "build", "--release", "--offline", "--target", TARGET, "-p", package,
-        "--manifest-path", str(workspace / "Cargo.toml"), "--target-dir", str(target_dir), *tc.cargo_args(),
+        "--manifest-path", str(src / "Cargo.toml"), "--target-dir", str(target_dir), *tc.cargo_args(),
     ]  # fmt: skip
     # One build at a time per target dir: the artifact path is shared by every tree
     # that builds a package of this name.
     with open(cache_dir() / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if src.exists():
+            shutil.rmtree(src)
+        shutil.copytree(workspace, src, ignore=shutil.ignore_patterns(*_SKIP_DIRS), copy_function=shutil.copy)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=tc.env(), timeout=timeout_s)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=tc.env(), timeout=timeout_s, cwd=src)
         except subprocess.TimeoutExpired as e:
             raise BuildFailed(f"build of {package} timed out after {timeout_s:.0f} s", str(e.stderr or "")) from None
         if proc.returncode != 0:

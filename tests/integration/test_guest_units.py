@@ -34,3 +34,32 @@ def test_build_failures_keep_the_compiler_output(tmp_path: Path) -> None:
     with pytest.raises(BuildFailed) as e:
         build(ws, "broken-kernel")
     assert "mismatched types" in e.value.output
+
+
+def test_two_copies_of_one_workspace_build_their_own_code(tmp_path: Path) -> None:
+    """Same package, same relative layout, different code, edited before either is built:
+    each build must compile its own source (cargo alone would reuse the first artifact)."""
+    import shutil
+    import time
+
+    import wasmtime
+
+    from actors.kernel.build import build
+
+    marker = '\n#[no_mangle]\npub extern "C" fn evoagg_test_marker() -> i32 {{ {} }}\n'
+    # Values new to every run, so neither tree is in the build cache and cargo runs twice.
+    base = 10 * (time.time_ns() // 1000 % 100_000_000)
+    trees = []
+    for n in (base + 7, base + 8):
+        ws = tmp_path / f"ws{n}"
+        shutil.copytree(GUEST_WORKSPACE, ws, ignore=shutil.ignore_patterns("target"))
+        with open(ws / "kernel-generic" / "src" / "lib.rs", "a") as f:
+            f.write(marker.format(n))
+        trees.append(ws)
+    seen = []
+    for ws in trees:
+        engine = wasmtime.Engine()
+        store = wasmtime.Store(engine)
+        inst = wasmtime.Instance(store, wasmtime.Module(engine, build(ws).wasm), [])
+        seen.append(inst.exports(store)["evoagg_test_marker"](store))  # type: ignore[operator]
+    assert seen == [base + 7, base + 8]
