@@ -82,6 +82,7 @@ class LiteralView:
 
     def __init__(self, config: TenantConfig) -> None:
         self.config = config
+        self.agg_of = {q.id: q.agg for q in config.queries}
         self.accs: dict[tuple[str, int, str], _Acc] = {}
         self.flushed_to: int | None = None
         self.max_ts: int | None = None
@@ -116,11 +117,10 @@ class LiteralView:
 
     def flush(self, watermark: int) -> list[Row]:
         """Rows of the buckets ending at or before ``watermark``, which are then closed."""
-        agg_of = {q.id: q.agg for q in self.config.queries}
         rows = []
         for key in [k for k in self.accs if k[1] + self.config.interval_s <= watermark]:
             a = self.accs.pop(key)
-            value = {"sum": a.sum, "min": a.min, "max": a.max, "avg": a.sum / a.count, "count": float(a.count)}[agg_of[key[0]]]
+            value = {"sum": a.sum, "min": a.min, "max": a.max, "avg": a.sum / a.count, "count": float(a.count)}[self.agg_of[key[0]]]
             rows.append(Row(key[0], key[1], key[2], value))
         self.flushed_to = watermark if self.flushed_to is None else max(self.flushed_to, watermark)
         self.result.rows += rows
