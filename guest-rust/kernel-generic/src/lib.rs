@@ -20,19 +20,17 @@
 extern crate alloc;
 
 pub mod config;
-pub mod table;
 
 use abi::{DecodeError, Kernel, MessageStats, RowWriter};
 use alloc::vec::Vec;
 use codec::{ErrorCode, PayloadReader};
 use config::{Agg, Config, Term};
-use table::{Interner, U64Map};
+use tables::groups::Groups;
+use tables::Interner;
 
 const NONE: u32 = u32::MAX;
 /// The group value of a series that lacks a group-by key.
 const MISSING: &[u8] = b"N/A";
-/// Compaction runs when at least this many slots are dead (and they outnumber the live).
-const COMPACT_MIN_DEAD: usize = 4096;
 
 enum CompiledTerm {
     /// Id (in `strings`) of the exact tag.
@@ -84,14 +82,6 @@ impl Acc {
     }
 }
 
-/// The open buckets of one (query, group), sorted by start.
-struct Slot {
-    query: u32,
-    /// Id of the group's text in `groups`.
-    group: u32,
-    buckets: Vec<(i64, Acc)>,
-}
-
 #[derive(Clone, Copy)]
 struct SeriesRec {
     metric: u32,
@@ -140,18 +130,8 @@ pub struct GenericKernel {
     /// Per string id: index into `by_metric` when it names a queried metric.
     metric_queries: Vec<u32>,
     by_metric: Vec<Vec<u32>>,
-    /// Tags used as group values (`key:value`), and `key:N/A` first of all.
-    values: Interner,
-    /// The `key:N/A` texts, in the order they were first interned in `values`.
-    missing_texts: Vec<Vec<u8>>,
-    /// (query, value ids) combinations seen, as bytes, and the slot of each: the fast path.
-    combos: Interner,
-    combo_slot: Vec<u32>,
-    /// Group texts (`k1:v1,k2:v2`): the identity of a group, as users see it. Two
-    /// combinations that render to the same text are the same group.
-    groups: Interner,
-    slot_of: U64Map,
-    slots: Vec<Slot>,
+    /// Group values, combinations, group texts and the slots with their open buckets.
+    groups: Groups<Acc>,
     // Scratch, reused across messages.
     s_strings: Vec<(u32, u32)>,
     s_local: Vec<LocalString>,
@@ -161,7 +141,6 @@ pub struct GenericKernel {
     s_values: Vec<u32>,
     s_ranges: Vec<(u32, u32)>,
     s_odometer: Vec<u32>,
-    s_text: Vec<u8>,
     s_tuple: Vec<u8>,
     s_slots: Vec<u32>,
     s_points: Vec<(i64, f64)>,
@@ -177,13 +156,7 @@ impl GenericKernel {
             strings: Interner::new(),
             metric_queries: Vec::new(),
             by_metric: Vec::new(),
-            values: Interner::new(),
-            missing_texts: Vec::new(),
-            combos: Interner::new(),
-            combo_slot: Vec::new(),
-            groups: Interner::new(),
-            slot_of: U64Map::new(),
-            slots: Vec::new(),
+            groups: Groups::new(Vec::new()),
             s_strings: Vec::new(),
             s_local: Vec::new(),
             s_tags: Vec::new(),
@@ -192,11 +165,12 @@ impl GenericKernel {
             s_values: Vec::new(),
             s_ranges: Vec::new(),
             s_odometer: Vec::new(),
-            s_text: Vec::new(),
             s_tuple: Vec::new(),
             s_slots: Vec::new(),
             s_points: Vec::new(),
         };
+        // Every group-by key's `key:N/A` text, in first-use order: its value id is its index.
+        let mut missing_texts: Vec<Vec<u8>> = Vec::new();
         for (qi, q) in cfg.queries.iter().enumerate() {
             let metric = k.strings.intern(&q.metric).0 as usize;
             if k.metric_queries.len() <= metric {
@@ -223,14 +197,18 @@ impl GenericKernel {
                 let mut na = key.clone();
                 na.push(b':');
                 na.extend_from_slice(MISSING);
-                let (id, new) = k.values.intern(&na);
-                if new {
-                    k.missing_texts.push(na);
-                }
-                missing.push(id);
+                let id = match missing_texts.iter().position(|t| *t == na) {
+                    Some(i) => i,
+                    None => {
+                        missing_texts.push(na);
+                        missing_texts.len() - 1
+                    }
+                };
+                missing.push(id as u32);
             }
             k.queries.push(CompiledQuery { agg: q.agg, filter, by, missing });
         }
+        k.groups = Groups::new(missing_texts);
         k
     }
 
@@ -265,7 +243,7 @@ impl GenericKernel {
                     continue;
                 }
                 if l.value == NONE {
-                    l.value = self.values.intern(text.get(t)).0;
+                    l.value = self.groups.value(text.get(t));
                 }
                 // Distinct values only: a repeated tag counts once.
                 if !self.s_values[start..].contains(&l.value) {
@@ -286,12 +264,8 @@ impl GenericKernel {
             for &i in &self.s_odometer {
                 self.s_tuple.extend_from_slice(&self.s_values[i as usize].to_le_bytes());
             }
-            let (cid, new) = self.combos.intern(&self.s_tuple);
-            if new {
-                let slot = self.slot_for_new_combo(qi);
-                self.combo_slot.push(slot);
-            }
-            self.s_slots.push(self.combo_slot[cid as usize]);
+            let slot = self.groups.slot(&self.s_tuple);
+            self.s_slots.push(slot);
             let mut j = self.s_odometer.len();
             loop {
                 if j == 0 {
@@ -307,71 +281,6 @@ impl GenericKernel {
         }
     }
 
-    /// The slot of the combination in `s_tuple` (query, value ids), found by its text.
-    fn slot_for_new_combo(&mut self, qi: u32) -> u32 {
-        self.s_text.clear();
-        for (j, id) in self.s_tuple[4..].chunks_exact(4).enumerate() {
-            if j > 0 {
-                self.s_text.push(b',');
-            }
-            self.s_text.extend_from_slice(self.values.bytes(u32::from_le_bytes([id[0], id[1], id[2], id[3]])));
-        }
-        let gid = self.groups.intern(&self.s_text).0;
-        let slots = &mut self.slots;
-        self.slot_of.get_or_insert_with(((qi as u64) << 32) | gid as u64, || {
-            slots.push(Slot { query: qi, group: gid, buckets: Vec::new() });
-            (slots.len() - 1) as u32
-        })
-    }
-
-    /// Drops the slots with no open bucket and every value, combination and text only
-    /// they used, renumbering what stays.
-    fn compact(&mut self) {
-        let mut remap = Vec::with_capacity(self.slots.len());
-        let mut groups = Interner::new();
-        let mut slot_of = U64Map::new();
-        let mut slots = Vec::new();
-        for old in core::mem::take(&mut self.slots) {
-            if old.buckets.is_empty() {
-                remap.push(NONE);
-                continue;
-            }
-            let gid = groups.intern(self.groups.bytes(old.group)).0;
-            let si = slots.len() as u32;
-            remap.push(si);
-            slot_of.get_or_insert_with(((old.query as u64) << 32) | gid as u64, || si);
-            slots.push(Slot { query: old.query, group: gid, buckets: old.buckets });
-        }
-        // `key:N/A` texts first, in their original order, so the queries' ids stay valid.
-        let mut values = Interner::new();
-        for na in &self.missing_texts {
-            values.intern(na);
-        }
-        let mut combos = Interner::new();
-        let mut combo_slot = Vec::new();
-        let mut tuple = Vec::new();
-        for cid in 0..self.combos.len() as u32 {
-            let slot = remap[self.combo_slot[cid as usize] as usize];
-            if slot == NONE {
-                continue;
-            }
-            let old = self.combos.bytes(cid);
-            tuple.clear();
-            tuple.extend_from_slice(&old[..4]);
-            for id in old[4..].chunks_exact(4) {
-                let v = values.intern(self.values.bytes(u32::from_le_bytes([id[0], id[1], id[2], id[3]]))).0;
-                tuple.extend_from_slice(&v.to_le_bytes());
-            }
-            combos.intern(&tuple);
-            combo_slot.push(slot);
-        }
-        self.values = values;
-        self.combos = combos;
-        self.combo_slot = combo_slot;
-        self.groups = groups;
-        self.slot_of = slot_of;
-        self.slots = slots;
-    }
 }
 
 /// Adds a series' finite points, `(bucket start, value)` in arrival order, to one slot.
@@ -461,30 +370,9 @@ impl Kernel for GenericKernel {
         let interval = self.interval;
         self.flushed_to = self.flushed_to.max(watermark);
         let closed = |b: &(i64, Acc)| b.0.saturating_add(interval) <= watermark;
-        let bytes: usize = self
-            .slots
-            .iter()
-            .map(|s| s.buckets.partition_point(closed) * RowWriter::row_len(self.groups.bytes(s.group).len()))
-            .sum();
-        out.reserve(bytes);
-        let mut dead = 0usize;
-        for slot in &mut self.slots {
-            if !slot.buckets.is_empty() {
-                let agg = self.queries[slot.query as usize].agg;
-                let text = self.groups.bytes(slot.group);
-                // Buckets are sorted: the closed ones are a prefix.
-                let n = slot.buckets.partition_point(closed);
-                for (start, acc) in slot.buckets.drain(..n) {
-                    out.row_with(slot.query, start, acc.value(agg), |g| g.extend_from_slice(text));
-                }
-            }
-            if slot.buckets.is_empty() {
-                dead += 1;
-            }
-        }
-        if dead >= COMPACT_MIN_DEAD && dead > self.slots.len() - dead {
-            self.compact();
-        }
+        out.reserve(self.groups.drain_len(closed, RowWriter::row_len));
+        let queries = &self.queries;
+        self.groups.drain(closed, |q, text, start, acc| out.row_with(q, start, acc.value(queries[q as usize].agg), |g| g.extend_from_slice(text)));
     }
 }
 
@@ -546,7 +434,7 @@ impl GenericKernel {
                 }
                 self.group_slots(qi, tags, &mut local, text);
                 for &slot in &self.s_slots {
-                    aggregate(&mut self.slots[slot as usize].buckets, &points);
+                    aggregate(&mut self.groups.slots[slot as usize].buckets, &points);
                 }
             }
         }

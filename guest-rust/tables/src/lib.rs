@@ -1,5 +1,11 @@
-//! Small open-addressing hash tables: the generic kernel's only data structures.
-//! Linear probing, power-of-two capacity, grown at 1/2 load; ids are dense u32s.
+//! Small open-addressing hash tables shared by the generic and the specialized kernels
+//! (an evolved kernel may use them or bring its own). Linear probing, power-of-two
+//! capacity, grown at 1/2 load; ids are dense u32s.
+#![no_std]
+
+extern crate alloc;
+
+pub mod groups;
 
 use alloc::vec;
 use alloc::vec::Vec;
