@@ -12,7 +12,12 @@ The toolchain is detected, not assumed (:func:`detect_toolchain`):
 Results are cached by a hash of the source tree and the toolchain, in
 ``$EVOAGG_CACHE`` (default ``~/.cache/evoagg``); compiler output on failure is kept
 verbatim in :class:`BuildFailed`. A tree is copied before it is built, so it must be
-self-contained (path dependencies inside it, or absolute).
+self-contained (path dependencies inside it, or absolute); the sources of absolute path
+dependencies outside the tree are part of its hash.
+
+Builds run in parallel up to ``$EVOAGG_BUILD_SLOTS`` (default: the CPU count): each slot
+has its own target directory (so cargo's lock on it does not serialise them) and
+compiles core and alloc once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import fcntl
 import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -152,15 +158,57 @@ def toolchain() -> Toolchain:
     return _toolchain
 
 
+_PATH_DEP = re.compile(r'path\s*=\s*"([^"]+)"')
+
+
+def _files(tree: Path) -> list[Path]:
+    return [p for p in sorted(tree.rglob("*")) if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(tree).parts)]
+
+
+def external_deps(workspace: Path) -> list[Path]:
+    """Directories of path dependencies (in the tree's Cargo.toml files) outside the tree."""
+    root = workspace.resolve()
+    found: list[Path] = []
+    for manifest in (p for p in _files(workspace) if p.name == "Cargo.toml"):
+        for m in _PATH_DEP.finditer(manifest.read_text()):
+            dep = (manifest.parent / m.group(1)).resolve()
+            if not dep.is_relative_to(root) and dep not in found:
+                found.append(dep)
+    return sorted(found)
+
+
 def source_hash(workspace: Path, extra: str = "") -> str:
-    """SHA-256 over every file of the tree (paths and contents) plus ``extra``."""
+    """SHA-256 over every file of the tree (paths and contents), of its path dependencies
+    outside it (so an edit to a shared crate rebuilds its users), plus ``extra``."""
     h = hashlib.sha256(extra.encode())
-    for path in sorted(workspace.rglob("*")):
-        rel = path.relative_to(workspace)
-        if path.is_file() and not _SKIP_DIRS.intersection(rel.parts):
-            h.update(str(rel).encode() + b"\0")
+    for tree, tag in [(workspace, ""), *((d, str(d)) for d in external_deps(workspace))]:
+        for path in _files(tree):
+            h.update(f"{tag}/{path.relative_to(tree)}".encode() + b"\0")
             h.update(path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def build_slots() -> int:
+    try:
+        return max(1, int(os.environ.get("EVOAGG_BUILD_SLOTS", "0")) or (os.cpu_count() or 1))
+    except ValueError:
+        return 1
+
+
+def _take_slot(n: int) -> tuple[int, int]:
+    """A free build slot (index, locked fd): the lowest free one, else wait for slot 0...n-1 by pid."""
+    d = cache_dir()
+    for i in range(n):
+        fd = os.open(d / f"build.{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return i, fd
+        except BlockingIOError:
+            os.close(fd)
+    i = os.getpid() % n
+    fd = os.open(d / f"build.{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return i, fd
 
 
 @dataclass(frozen=True)
@@ -192,36 +240,42 @@ def build(
     out.parent.mkdir(parents=True, exist_ok=True)
     if on_compile:
         on_compile(f"compiling {package} to wasm with {tc.version} ({tc.mode}); cached afterwards")
-    target_dir = cache_dir() / "target"
+    slot, fd = _take_slot(build_slots())
+    try:
+        wasm = _cargo_build(tc, workspace, package, slot, timeout_s)
+    finally:
+        os.close(fd)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(wasm)
+    os.replace(tmp, out)
+    return BuildResult(wasm, digest, False, time.monotonic() - t0, tc)
+
+
+def _cargo_build(tc: Toolchain, workspace: Path, package: str, slot: int, timeout_s: float) -> bytes:
+    """Runs cargo in build slot ``slot`` (whose lock the caller holds)."""
+    suffix = "" if slot == 0 else f"-{slot}"
+    target_dir = cache_dir() / f"target{suffix}"
     # Every tree builds from the same place, copied afresh (new mtimes). Why: the target
     # dir is shared so core and alloc compile once, and cargo fingerprints workspace
     # members by their path relative to the workspace root, checking the mtimes of the
     # files its last build read. Two copies of one workspace in different directories
     # therefore share a fingerprint, and the second was once served the first's
     # artifact (tests/integration/test_guest_units.py keeps that from coming back).
-    src = cache_dir() / "src" / package
+    src = cache_dir() / f"src{suffix}" / package
     cmd = [
         tc.cargo, "build", "--release", "--offline", "--target", TARGET, "-p", package,
         "--manifest-path", str(src / "Cargo.toml"), "--target-dir", str(target_dir), *tc.cargo_args(),
     ]  # fmt: skip
-    # One build at a time per target dir: the artifact path is shared by every tree
-    # that builds a package of this name.
-    with open(cache_dir() / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if src.exists():
-            shutil.rmtree(src)
-        shutil.copytree(workspace, src, ignore=shutil.ignore_patterns(*_SKIP_DIRS), copy_function=shutil.copy)
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=tc.env(), timeout=timeout_s, cwd=src)
-        except subprocess.TimeoutExpired as e:
-            raise BuildFailed(f"build of {package} timed out after {timeout_s:.0f} s", str(e.stderr or "")) from None
-        if proc.returncode != 0:
-            raise BuildFailed(f"cargo build of {package} failed (exit {proc.returncode})", proc.stderr)
-        artifact = target_dir / TARGET / "release" / f"{package.replace('-', '_')}.wasm"
-        if not artifact.exists():
-            raise BuildFailed(f"cargo reported success but {artifact} is missing", proc.stderr)
-        wasm = artifact.read_bytes()
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(wasm)
-    os.replace(tmp, out)
-    return BuildResult(wasm, digest, False, time.monotonic() - t0, tc)
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(workspace, src, ignore=shutil.ignore_patterns(*_SKIP_DIRS), copy_function=shutil.copy)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=tc.env(), timeout=timeout_s, cwd=src)
+    except subprocess.TimeoutExpired as e:
+        raise BuildFailed(f"build of {package} timed out after {timeout_s:.0f} s", str(e.stderr or "")) from None
+    if proc.returncode != 0:
+        raise BuildFailed(f"cargo build of {package} failed (exit {proc.returncode})", proc.stderr)
+    artifact = target_dir / TARGET / "release" / f"{package.replace('-', '_')}.wasm"
+    if not artifact.exists():
+        raise BuildFailed(f"cargo reported success but {artifact} is missing", proc.stderr)
+    return artifact.read_bytes()
