@@ -1,7 +1,7 @@
-"""The ``evoagg`` command line: ``gen`` and ``replay`` (more commands arrive with later parts).
+"""The ``evoagg`` command line: ``gen``, ``replay``, ``specialize``, ``verify``, ``bench``.
 
-Exit codes: 0 success, 1 a runtime failure (a kernel trapped, a build failed),
-2 bad usage or bad input files.
+Exit codes: 0 success, 1 a runtime failure (a kernel trapped, a build failed, a
+candidate was rejected, outputs differ), 2 bad usage or bad input files.
 """
 
 from __future__ import annotations
@@ -90,6 +90,109 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if summary.get("oracle_agrees", True) else 1
 
 
+def _messages(cfg_org: int, path: Path | None) -> list[bytes] | None:
+    from actors.payload import read_payloads
+
+    if path is None:
+        return None
+    items = [i for i in read_payloads(path) if isinstance(i, bytes)]
+    if not items:
+        raise ConfigError(f"{path}: no readable message")
+    return items
+
+
+def _specialize(args: argparse.Namespace) -> int:
+    from actors.kernel.build import build
+    from actors.kernel.host import KernelHost
+    from actors.loading import load_tenant
+    from actors.output import output_hash
+    from actors.replay import replay
+    from actors.specialize import EVOLVABLE, materialize, package_name
+    from actors.verify.traffic import config_traffic
+
+    cfg = load_tenant(args.config)
+    crate = materialize(cfg, args.out)
+    res = build(crate, package_name(cfg), on_compile=lambda m: print(f"evoagg: {m}", file=sys.stderr, flush=True))
+    (args.out / "kernel.wasm").write_bytes(res.wasm)
+    payloads = _messages(cfg.org, args.messages) or config_traffic(cfg, args.seed, args.count)
+    generic = build().wasm
+    hashes = {name: output_hash(replay(KernelHost(w, cfg, name=name), payloads).rows) for name, w in (("generic", generic), ("specialized", res.wasm))}
+    summary = {
+        "org": cfg.org,
+        "crate": str(args.out),
+        "wasm": str(args.out / "kernel.wasm"),
+        "wasm_bytes": len(res.wasm),
+        "evolvable_file": str(args.out / EVOLVABLE),
+        "evolvable_bytes": len((args.out / EVOLVABLE).read_bytes()),
+        "build_seconds": round(res.seconds, 2),
+        "messages": len(payloads),
+        "generic_hash": hashes["generic"],
+        "specialized_hash": hashes["specialized"],
+        "equal": hashes["generic"] == hashes["specialized"],
+    }
+    print(json.dumps(summary, indent=None if args.json else 1))
+    return 0 if summary["equal"] else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from actors.kernel.build import build
+    from actors.loading import load_sandbox, load_tenant
+    from actors.verify.stages import Candidate, Context, verify
+    from actors.verify.traffic import config_traffic
+
+    cfg = load_tenant(args.config)
+    if (args.module is None) == (args.source is None):
+        raise ConfigError("give exactly one of --module M.wasm and --source DIR")
+    if args.module is not None:
+        if args.module.suffix != ".wasm":
+            raise ConfigError(f"--module: expected a .wasm file, found {args.module}")
+        cand = Candidate(args.module.name, cfg, wasm=args.module.read_bytes())
+    else:
+        if not (args.source / "Cargo.toml").is_file():
+            raise ConfigError(f"--source: {args.source} has no Cargo.toml")
+        cand = Candidate.from_dir(args.source.name, cfg, args.source)
+    sandbox = load_sandbox(args.sandbox) if args.sandbox else load_sandbox(Path(__file__).resolve().parents[1] / "configs" / "sandbox.yaml")
+    generic = build().wasm
+    current = args.current.read_bytes() if args.current else generic
+    held_back = _messages(cfg.org, args.messages) or config_traffic(cfg, 1_000_003, 300)
+    training = _messages(cfg.org, args.training) or config_traffic(cfg, 7, 300)
+    ctx = Context(cfg, sandbox, generic, current, tuple(held_back), tuple(training))
+    if args.in_process:
+        rep = verify(cand, ctx)
+    else:
+        import ray
+
+        from actors.verify.tasks import VerifierPool
+
+        ray.init(address=args.ray_address, num_cpus=None if args.ray_address else 2, include_dashboard=False, log_to_driver=False)
+        rep = VerifierPool(ctx).verify([cand])[0]
+    print(json.dumps(rep.to_json(), indent=None if args.json else 1))
+    return 0 if rep.accepted else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from actors.bench import plot, run_bench
+    from actors.loading import load_workload
+
+    wl = load_workload(args.workload)
+    if args.messages < 1 or args.rounds < 1:
+        raise ConfigError("--messages and --rounds must be >= 1")
+    if args.evolved is not None and (args.evolved.suffix != ".wasm" or not args.evolved.is_file()):
+        raise ConfigError(f"--evolved: expected an existing .wasm file, found {args.evolved}")
+    peers = [] if args.no_peers else ["pyarrow", "polars", "duckdb"]
+    log = (lambda m: None) if args.quiet else (lambda m: print(f"evoagg bench: {m}", file=sys.stderr, flush=True))
+    report = run_bench(wl, args.messages, args.rounds, args.evolved.read_bytes() if args.evolved else None, peers, log)
+    if args.plot:
+        plot(report, args.plot)
+        report["chart"] = str(args.plot)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(json.dumps(report, indent=1))
+    wrong = [r for r in report["results"] if r["agrees_with_oracle"] == "wrong" and r["name"] in ("generic", "specialized", "evolved")]
+    return 1 if wrong else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evoagg", description="Multi-tenant time-series aggregation in wasm kernels.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -116,6 +219,36 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--oracle", action="store_true", help="also run the reference oracle and compare hashes (slow)")
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.set_defaults(fn=_replay)
+    s = sub.add_parser("specialize", help="write a tenant's specialized kernel crate, build it, and compare it with the generic kernel")
+    s.add_argument("--config", type=Path, required=True, help="tenant YAML")
+    s.add_argument("--out", type=Path, required=True, help="directory for the crate and kernel.wasm")
+    s.add_argument("--messages", type=Path, help="traffic to compare on (default: traffic derived from the config)")
+    s.add_argument("--count", type=int, default=300, help="messages of derived traffic")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--json", action="store_true", help="one-line JSON")
+    s.set_defaults(fn=_specialize)
+    v = sub.add_parser("verify", help="run the verification pipeline on a candidate kernel; JSON report; exit 0 accepted, 1 rejected")
+    v.add_argument("--config", type=Path, required=True, help="tenant YAML")
+    v.add_argument("--module", type=Path, help="a candidate .wasm (no source: proofs are not-run)")
+    v.add_argument("--source", type=Path, help="a candidate crate directory (as evoagg specialize writes it)")
+    v.add_argument("--messages", type=Path, help="held-back messages for the shadow stage (default: derived from the config, unseen seed)")
+    v.add_argument("--training", type=Path, help="messages for the bench stage (default: derived from the config)")
+    v.add_argument("--current", type=Path, help="the module serving now, to bench against (default: the generic kernel)")
+    v.add_argument("--sandbox", type=Path, help="sandbox limits YAML (default configs/sandbox.yaml)")
+    v.add_argument("--in-process", action="store_true", help="run the stages here instead of as Ray tasks")
+    v.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    v.add_argument("--json", action="store_true", help="one-line JSON")
+    v.set_defaults(fn=_verify)
+    b = sub.add_parser("bench", help="kernels vs pyarrow, Polars, DuckDB and the oracle on one workload; JSON")
+    b.add_argument("--workload", type=Path, required=True, help="workload YAML")
+    b.add_argument("--messages", type=int, default=200)
+    b.add_argument("--rounds", type=int, default=3, help="interleaved rounds; results are medians")
+    b.add_argument("--evolved", type=Path, help="an evolved .wasm for the tenant, benchmarked too")
+    b.add_argument("--no-peers", action="store_true", help="kernels and oracle only")
+    b.add_argument("--plot", type=Path, help="PNG bar chart")
+    b.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    b.add_argument("--json", action="store_true", help="one-line JSON")
+    b.set_defaults(fn=_bench)
     return p
 
 

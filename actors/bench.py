@@ -1,0 +1,199 @@
+"""``evoagg bench``: our kernels against the tools a user would otherwise pick, on the same
+messages, in one run, on one core.
+
+Variants (each checked against the oracle before its speed counts; a wrong fast answer
+is reported as wrong, and no ratio uses it):
+
+- kernels ``generic``, ``specialized`` (and ``evolved`` when given): mode
+  ``per-message`` is one kernel call per message, mode ``batch-64`` is what a shard does
+  (64 messages per call). Timed: the process calls (which decode the binary payload)
+  and the final flush with its rows decoded into Python; not instantiation;
+- peers ``pyarrow``, ``polars``, ``duckdb`` (``actors/peers.py``): ``per-message``
+  (each message as it arrives, folded into running state) and ``bulk`` (all at once).
+  Timed: the engine's work on pre-decoded Arrow tables (decoding is *not* timed for
+  them, which favours them);
+- ``oracle``: the literal Python reference, per message, for scale (one round).
+
+Rounds are interleaved (variant A, B, C, A, B, C, ...) and each result is the median,
+so that a noisy neighbour slows every variant alike. Ratios divide medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.config import SandboxConfig, TenantConfig
+from actors.kernel.build import build
+from actors.kernel.host import KernelHost
+from actors.oracle import aggregate_messages
+from actors.output import Row, output_hash
+from actors.payload import Message, decode, encode
+from actors.replay import replay
+from actors.specialize import materialize, package_name
+from actors.workload import Workload, generate
+
+
+@dataclass
+class Variant:
+    name: str
+    mode: str
+    run: Callable[[], tuple[list[Row], float | None]]
+    """Returns the rows, and the seconds to count when not the whole call (kernels:
+    process and flush calls, not instantiation)."""
+    rounds: int
+    seconds: list[float] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+
+def specialized_wasm(cfg: TenantConfig) -> bytes:
+    """The tenant's specialized kernel as ``evoagg specialize`` makes it (cached by source)."""
+    with tempfile.TemporaryDirectory(prefix="evoagg-spec-") as tmp:
+        crate = materialize(cfg, Path(tmp))
+        return build(crate, package_name(cfg)).wasm
+
+
+def _kernel_variant(name: str, mode: str, wasm: bytes, cfg: TenantConfig, payloads: Sequence[bytes], rounds: int) -> Variant:
+    batch = 1 if mode == "per-message" else 64
+
+    def run() -> tuple[list[Row], float | None]:
+        host = KernelHost(wasm, cfg, SandboxConfig(), name=name)
+        rep = replay(host, payloads, batch_size=batch)
+        return rep.rows, rep.kernel_seconds + rep.flush_seconds
+
+    return Variant(name, mode, run, rounds)
+
+
+def _verdict(name: str, rows: list[Row], reference: list[Row], ref_hash: str) -> tuple[str, str]:
+    from actors.peers import compare
+
+    if output_hash(rows) == ref_hash:
+        return "exact", ""
+    if name in ("generic", "specialized", "evolved"):
+        return "wrong", "a kernel must match the oracle bit for bit"
+    a = compare(rows, reference)
+    return a.verdict, a.detail
+
+
+def run_bench(
+    workload: Workload,
+    n_messages: int,
+    rounds: int = 3,
+    evolved: bytes | None = None,
+    peers: Sequence[str] = ("pyarrow", "polars", "duckdb"),
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
+    from actors import peers as peer_mod
+
+    cfg = workload.tenant
+    messages: list[Message] = list(generate(workload, n_messages))
+    payloads = [encode(m) for m in messages]
+    npoints = sum(m.npoints for m in messages)
+    log(f"building kernels for org {cfg.org}")
+    generic = build().wasm
+    spec = specialized_wasm(cfg)
+    kernels = [("generic", generic), ("specialized", spec)] + ([("evolved", evolved)] if evolved else [])
+    variants = [_kernel_variant(n, m, w, cfg, payloads, rounds) for m in ("per-message", "batch-64") for n, w in kernels]
+    prepared = peer_mod.prepare(cfg, [decode(p) for p in payloads])
+    def peer_run(peer: str, mode: str) -> Callable[[], tuple[list[Row], float | None]]:
+        return lambda: (peer_mod.run(peer, mode, cfg, prepared), None)
+
+    variants += [Variant(p, m, peer_run(p, m), rounds) for p in peers for m in peer_mod.MODES]
+    variants.append(Variant("oracle", "per-message", lambda: (aggregate_messages(cfg, messages).rows, None), 1))
+    for r in range(max(v.rounds for v in variants)):
+        for v in variants:
+            if r >= v.rounds:
+                continue
+            t0 = time.perf_counter()
+            rows, counted = v.run()
+            v.seconds.append(time.perf_counter() - t0 if counted is None else counted)
+            if r == 0:
+                v.rows = rows
+            log(f"round {r + 1}: {v.name} {v.mode}: {len(messages) / v.seconds[-1]:.0f} msg/s")
+    reference = next(v for v in variants if v.name == "oracle").rows
+    ref_hash = output_hash(reference)
+    results = []
+    for v in variants:
+        secs = statistics.median(v.seconds)
+        verdict, detail = _verdict(v.name, v.rows, reference, ref_hash)
+        results.append(
+            {
+                "name": v.name,
+                "mode": v.mode,
+                "msg_per_s": round(len(messages) / secs, 1),
+                "points_per_s": round(npoints / secs, 1),
+                "seconds": [round(s, 4) for s in v.seconds],
+                "output_hash": output_hash(v.rows),
+                "agrees_with_oracle": verdict,
+                **({"difference": detail} if detail else {}),
+            }
+        )
+    return {
+        "workload": workload.name,
+        "org": cfg.org,
+        "messages": len(messages),
+        "points": npoints,
+        "rounds": rounds,
+        "oracle_hash": ref_hash,
+        "peer_input": "pre-decoded Arrow tables (decoding not timed for peers)",
+        "engine_threads": peer_mod.engine_threads() if peers else {},
+        "results": results,
+        "ratios": ratios(results),
+    }
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Ratios between medians, only of results that agree with the oracle."""
+
+    def speed(name: str, mode: str) -> float | None:
+        r = next((r for r in results if r["name"] == name and r["mode"] == mode), None)
+        return r["msg_per_s"] if r and r["agrees_with_oracle"] != "wrong" else None
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    peer_pm = [s for p in ("pyarrow", "polars", "duckdb") if (s := speed(p, "per-message"))]
+    peer_bulk = [s for p in ("pyarrow", "polars", "duckdb") if (s := speed(p, "bulk"))]
+    best_pm = max(peer_pm) if peer_pm else None
+    out = {
+        "specialized/generic": div(speed("specialized", "per-message"), speed("generic", "per-message")),
+        "specialized/generic (batch-64)": div(speed("specialized", "batch-64"), speed("generic", "batch-64")),
+        "generic/best_peer_per_message": div(speed("generic", "per-message"), best_pm),
+        "specialized/best_peer_per_message": div(speed("specialized", "per-message"), best_pm),
+        "generic/best_peer_bulk": div(speed("generic", "per-message"), max(peer_bulk) if peer_bulk else None),
+        "generic/oracle": div(speed("generic", "per-message"), speed("oracle", "per-message")),
+    }
+    if speed("evolved", "per-message"):
+        out["evolved/generic"] = div(speed("evolved", "per-message"), speed("generic", "per-message"))
+        out["evolved/specialized"] = div(speed("evolved", "per-message"), speed("specialized", "per-message"))
+    return out
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """A horizontal bar chart of msg/s (log scale), wrong results hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = report["results"]
+    labels = [f"{r['name']} ({r['mode']})" for r in res]
+    colors = ["#2a7" if r["name"] in ("generic", "specialized", "evolved") else "#888" if r["name"] == "oracle" else "#47c" for r in res]
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(res) + 1.5))
+    bars = ax.barh(labels, [r["msg_per_s"] for r in res], color=colors)
+    for b, r in zip(bars, res, strict=True):
+        if r["agrees_with_oracle"] == "wrong":
+            b.set_hatch("xx")
+        ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {r['msg_per_s']:,.0f}", va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("messages per second (one core, log scale)")
+    ax.set_title(f"{report['workload']}: {report['messages']} messages, {report['points']:,} points; median of {report['rounds']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
