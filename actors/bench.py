@@ -87,6 +87,7 @@ def run_bench(
     evolved: bytes | None = None,
     peers: Sequence[str] = ("pyarrow", "polars", "duckdb"),
     log: Callable[[str], None] = lambda s: None,
+    with_profile: bool = False,
 ) -> dict[str, Any]:
     from actors import peers as peer_mod
 
@@ -100,6 +101,7 @@ def run_bench(
     kernels = [("generic", generic), ("specialized", spec)] + ([("evolved", evolved)] if evolved else [])
     variants = [_kernel_variant(n, m, w, cfg, payloads, rounds) for m in ("per-message", "batch-64") for n, w in kernels]
     prepared = peer_mod.prepare(cfg, [decode(p) for p in payloads])
+
     def peer_run(peer: str, mode: str) -> Callable[[], tuple[list[Row], float | None]]:
         return lambda: (peer_mod.run(peer, mode, cfg, prepared), None)
 
@@ -133,7 +135,7 @@ def run_bench(
                 **({"difference": detail} if detail else {}),
             }
         )
-    return {
+    out: dict[str, Any] = {
         "workload": workload.name,
         "org": cfg.org,
         "messages": len(messages),
@@ -145,6 +147,12 @@ def run_bench(
         "results": results,
         "ratios": ratios(results),
     }
+    if with_profile:
+        from actors.profile import profile
+
+        log("profiling the specialized kernel (builds cut variants)")
+        out["profile_specialized"] = profile(cfg, payloads, rounds)
+    return out
 
 
 def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:

@@ -181,7 +181,7 @@ def _bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--evolved: expected an existing .wasm file, found {args.evolved}")
     peers = [] if args.no_peers else ["pyarrow", "polars", "duckdb"]
     log = (lambda m: None) if args.quiet else (lambda m: print(f"evoagg bench: {m}", file=sys.stderr, flush=True))
-    report = run_bench(wl, args.messages, args.rounds, args.evolved.read_bytes() if args.evolved else None, peers, log)
+    report = run_bench(wl, args.messages, args.rounds, args.evolved.read_bytes() if args.evolved else None, peers, log, args.profile)
     if args.plot:
         plot(report, args.plot)
         report["chart"] = str(args.plot)
@@ -246,6 +246,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--evolved", type=Path, help="an evolved .wasm for the tenant, benchmarked too")
     b.add_argument("--no-peers", action="store_true", help="kernels and oracle only")
     b.add_argument("--plot", type=Path, help="PNG bar chart")
+    b.add_argument("--profile", action="store_true", help="also profile the specialized kernel by phase (µs/message)")
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
     b.add_argument("--json", action="store_true", help="one-line JSON")
     b.set_defaults(fn=_bench)

@@ -52,7 +52,7 @@ class Candidate:
     kernel_src: str | None = None
     files: dict[str, str] | None = None
     """A crate as {relative path: text} (``evoagg verify --source DIR``)."""
-    wasm: bytes | None = None
+    wasm: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.kernel_src, self.files, self.wasm)) != 1:
@@ -70,12 +70,12 @@ class Context:
 
     config: TenantConfig
     sandbox: SandboxConfig
-    baseline: bytes
+    baseline: bytes = field(repr=False)
     """The reference module (the tenant's generic kernel): differential and shadow compare to it."""
-    current: bytes
+    current: bytes = field(repr=False)
     """The module serving now: the bench stage measures the candidate against it."""
-    held_back: tuple[bytes, ...]
-    training: tuple[bytes, ...]
+    held_back: tuple[bytes, ...] = field(repr=False)
+    training: tuple[bytes, ...] = field(repr=False)
     edge_seed: int = 0
     bench_rounds: int = 3
     build_timeout_s: float = 600.0
@@ -97,7 +97,7 @@ class Progress:
     """The pipeline so far: what each stage hands the next."""
 
     stages: tuple[StageResult, ...] = ()
-    wasm: bytes | None = None
+    wasm: bytes | None = field(default=None, repr=False)
     source_hash: str | None = None
 
     @property

@@ -11,29 +11,13 @@ from actors.config import SandboxConfig, TenantConfig
 from actors.errors import KernelError, KernelOutOfMemory, KernelTimeout, KernelTrap, ModuleRejected
 from actors.kernel.host import KernelHost
 from actors.payload import Message, Series, encode
+from tests.modules import abi_module as module
 
 pytestmark = pytest.mark.integration
 
 CFG = TenantConfig.from_mapping({"org": 7, "interval_s": 30, "queries": ["sum:cpu{*}"]})
 FAST = SandboxConfig(memory_limit_bytes=32 * 2**20, call_deadline_ms=300, epoch_tick_ms=10)
 MSG = encode(Message(7, (Series("cpu", (), ((0, 1.0),)),)))
-
-
-def module(process_body: str, extra: str = "", imports: str = "", alloc: str = "i32.const 1024", flush: str = "i64.const 0") -> bytes:
-    """A module with the full ABI whose evoagg_process runs ``process_body``."""
-    wat = f"""
-    (module
-      {imports}
-      (memory (export "memory") 2)
-      (func (export "evoagg_abi_version") (result i32) i32.const 1)
-      (func (export "evoagg_alloc") (param i32) (result i32) {alloc})
-      (func (export "evoagg_free") (param i32 i32))
-      (func (export "evoagg_init") (param i32 i32) (result i32) i32.const 0)
-      (func (export "evoagg_process") (param i32 i32) (result i64) {process_body})
-      (func (export "evoagg_flush") (param i64) (result i64) {flush})
-      {extra}
-    )"""
-    return wasmtime.wat2wasm(wat)
 
 
 def still_works(generic_wasm: bytes) -> None:
