@@ -45,8 +45,13 @@ _CUTS: list[tuple[str, str, str]] = [
     ),
     (
         "points_filter",
-        "                if !kv_done && !spec::BY[q].is_empty() {",
-        "                if q < usize::MAX { continue; }\n                if !kv_done && !spec::BY[q].is_empty() {",
+        "                if spec::BY[q].is_empty() {",
+        "                if q < usize::MAX { continue; }\n                if spec::BY[q].is_empty() {",
+    ),
+    (
+        "group_keys",
+        "                    aggregate(&mut self.groups.slots[slot].buckets, &points, spec::AGG[q]);",
+        "                    if q < usize::MAX { continue; }\n                    aggregate(&mut self.groups.slots[slot].buckets, &points, spec::AGG[q]);",
     ),
     ("group_keys", "                let agg = spec::AGG[q];", "                if q < usize::MAX { continue; }\n                let agg = spec::AGG[q];"),
 ]
@@ -54,11 +59,14 @@ _CUTS: list[tuple[str, str, str]] = [
 
 def variants(src: str) -> list[tuple[str, str]]:
     """(phase, source cut right after that phase); the last is the whole kernel."""
-    out = []
+    out: list[tuple[str, str]] = []
     for phase, anchor, repl in _CUTS:
         if anchor not in src:
             raise ValueError(f"profile: the kernel has no anchor for {phase!r}; it is not the template's shape")
-        out.append((phase, src.replace(anchor, repl, 1)))
+        if out and out[-1][0] == phase:  # a phase may need several cuts
+            out[-1] = (phase, out[-1][1].replace(anchor, repl, 1))
+        else:
+            out.append((phase, src.replace(anchor, repl, 1)))
     out.append(("accumulate", src))
     return out
 

@@ -8,7 +8,8 @@
 //!   tenant has group-by or prefix terms;
 //! - a filter is a bitset test: each string carries the filter atoms it satisfies, a
 //!   series ORs those of its tags, a query is `present & POS == POS && present & NEG == 0`;
-//! - a series' group-by values are collected once for all queries, not per query;
+//! - a query without group-by has one slot, found by index; a series' group-by values
+//!   are collected once for all queries, not per query;
 //! - an accumulator updates only what its query's aggregate needs.
 use crate::spec::{self, Agg, NATOMS, NK, W};
 use abi::{DecodeError, MessageStats, RowWriter};
@@ -231,7 +232,12 @@ impl SpecializedKernel {
                 if NATOMS > 0 && !(0..W).all(|w| present[w] & spec::POS[q][w] == spec::POS[q][w] && present[w] & spec::NEG[q][w] == 0) {
                     continue;
                 }
-                if !kv_done && !spec::BY[q].is_empty() {
+                if spec::BY[q].is_empty() {
+                    let slot = self.groups.slot_of_query(q as u32) as usize;
+                    aggregate(&mut self.groups.slots[slot].buckets, &points, spec::AGG[q]);
+                    continue;
+                }
+                if !kv_done {
                     self.series_values(tags, &mut local, payload, strings);
                     kv_done = true;
                 }

@@ -30,6 +30,8 @@ pub struct Groups<A> {
     slot_of: U64Map,
     pub slots: Vec<Slot<A>>,
     text: Vec<u8>,
+    /// Per query without group-by keys: its one slot (a cache, emptied by compaction).
+    direct: Vec<u32>,
 }
 
 impl<A> Groups<A> {
@@ -48,6 +50,7 @@ impl<A> Groups<A> {
             slot_of: U64Map::new(),
             slots: Vec::new(),
             text: Vec::new(),
+            direct: Vec::new(),
         }
     }
 
@@ -71,6 +74,23 @@ impl<A> Groups<A> {
             self.combo_slot.push(s);
         }
         self.combo_slot[cid as usize]
+    }
+
+    /// The slot of query `q` when it has no group-by keys (its only group is ""):
+    /// an array lookup instead of hashing the combination.
+    #[inline]
+    pub fn slot_of_query(&mut self, q: u32) -> u32 {
+        if let Some(&s) = self.direct.get(q as usize) {
+            if s != NONE {
+                return s;
+            }
+        }
+        let s = self.slot(&q.to_le_bytes());
+        if self.direct.len() <= q as usize {
+            self.direct.resize(q as usize + 1, NONE);
+        }
+        self.direct[q as usize] = s;
+        s
     }
 
     fn slot_for_new(&mut self, tuple: &[u8]) -> u32 {
@@ -161,5 +181,6 @@ impl<A> Groups<A> {
         self.groups = groups;
         self.slot_of = slot_of;
         self.slots = slots;
+        self.direct.clear();
     }
 }
