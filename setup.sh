@@ -48,8 +48,21 @@ case "$job" in
     mkdir -p out
     for w in w1:1042 w2:2077; do
       name=${w%%:*}; org=${w##*:}
+      echo "== $name (org $org): generic kernel"
       .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 2000 --seed 7 --out "out/$name.bin"
       .venv/bin/evoagg replay --config "configs/tenants/$org.yaml" --input "out/$name.bin" --kernel generic --out "out/$name.parquet"
+      echo "== $name: specialize (output hash next to the generic kernel's)"
+      .venv/bin/evoagg specialize --config "configs/tenants/$org.yaml" --out "out/spec-$org" --messages "out/$name.bin"
+      echo "== $name: verify the specialized kernel on the Ray verifier pool"
+      .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 300 --seed 1007 --out "out/$name-heldback.bin"
+      .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 200 --seed 8 --out "out/$name-training.bin"
+      .venv/bin/evoagg verify --config "configs/tenants/$org.yaml" --source "out/spec-$org" \
+        --messages "out/$name-heldback.bin" --training "out/$name-training.bin" --json > "out/verify-$org.json" || true
+      .venv/bin/python -c 'import json,sys; r=json.load(open(sys.argv[1])); print("accepted:", r["accepted"]); [print(f"  {s[\"name\"]:<13} {s[\"status\"]:<8} {s[\"seconds\"]:>7.2f} s  {s[\"reason\"][:110]}") for s in r["stages"]]' "out/verify-$org.json"
+      echo "== $name: benchmark (out/bench-$name.json, out/bench-$name.png)"
+      .venv/bin/evoagg bench --workload "configs/workloads/$name.yaml" --messages "$([ "$name" = w1 ] && echo 300 || echo 100)" \
+        --plot "out/bench-$name.png" --json --quiet > "out/bench-$name.json"
+      .venv/bin/python -c 'import json,sys; r=json.load(open(sys.argv[1])); [print(f"  {x[\"name\"]:<12} {x[\"mode\"]:<12} {x[\"msg_per_s\"] or 0:>10,.0f} msg/s  {x[\"agrees_with_oracle\"]}") for x in r["results"]]; print("  ratios:", json.dumps(r["ratios"]))' "out/bench-$name.json"
       echo
     done
     ;;
