@@ -20,7 +20,19 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("workload", ["w1", "w2"])
 def test_bench_json_and_chart(workload: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     chart = tmp_path / "bench.png"
-    args = ["bench", "--workload", str(REPO / f"configs/workloads/{workload}.yaml"), "--messages", "8", "--rounds", "1", "--plot", str(chart), "--json", "--quiet"]
+    args = [
+        "bench",
+        "--workload",
+        str(REPO / f"configs/workloads/{workload}.yaml"),
+        "--messages",
+        "8",
+        "--rounds",
+        "1",
+        "--plot",
+        str(chart),
+        "--json",
+        "--quiet",
+    ]
     assert main(args + (["--profile"] if workload == "w1" else [])) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["messages"] == 8 and out["points"] > 0

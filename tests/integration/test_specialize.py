@@ -16,7 +16,6 @@ from actors.errors import ModuleRejected
 from actors.kernel.build import build, external_deps
 from actors.kernel.host import KernelHost
 from actors.loading import load_tenant
-from actors.output import output_hash
 from actors.replay import replay
 from actors.specialize import EVOLVABLE, GUEST_WORKSPACE, materialize, package_name, perfect_hash, phash, spec_rs
 from actors.verify.traffic import config_traffic, edge_payloads

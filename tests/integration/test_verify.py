@@ -89,7 +89,10 @@ def test_hostile_and_broken_modules_are_rejected(ctx: Context, module: bytes, st
 
 
 BOUNDARY = ("t >= cur_start + interval", "t > cur_start + interval")
-LAST_SERIES = ("if m == NONE16 || points.is_empty() {", "if m == NONE16 || points.is_empty() || (series.len() > 1 && core::ptr::eq(s, &series[series.len() - 1])) {")
+LAST_SERIES = (
+    "if m == NONE16 || points.is_empty() {",
+    "if m == NONE16 || points.is_empty() || (series.len() > 1 && core::ptr::eq(s, &series[series.len() - 1])) {",
+)
 ONLY_SUM = ("Agg::Min => fold(buckets, points, |a, v| {\n            if v < a.min {", "Agg::Min => fold(buckets, points, |a, v| {\n            if v <= a.min {")
 
 

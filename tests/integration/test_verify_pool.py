@@ -33,7 +33,9 @@ def ray_local() -> Iterator[None]:
 
 def pool(cfg_org: int, generic_wasm: bytes) -> VerifierPool:
     cfg = W1 if cfg_org == 1042 else W2
-    return VerifierPool(Context(cfg, SANDBOX, generic_wasm, generic_wasm, tuple(config_traffic(cfg, 21, 30)), tuple(config_traffic(cfg, 22, 30)), bench_rounds=1))
+    return VerifierPool(
+        Context(cfg, SANDBOX, generic_wasm, generic_wasm, tuple(config_traffic(cfg, 21, 30)), tuple(config_traffic(cfg, 22, 30)), bench_rounds=1)
+    )
 
 
 def test_candidates_of_two_tenants_verify_in_parallel(generic_wasm: bytes) -> None:
