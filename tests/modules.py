@@ -19,4 +19,4 @@ def abi_module(process_body: str, extra: str = "", imports: str = "", alloc: str
       (func (export "evoagg_flush") (param i64) (result i64) {flush})
       {extra}
     )"""
-    return wasmtime.wat2wasm(wat)
+    return bytes(wasmtime.wat2wasm(wat))

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from actors.cli import main
 from actors.config import TenantConfig
 from actors.errors import ModuleRejected
-from actors.kernel.build import build, external_deps
+from actors.kernel.build import GUEST_WORKSPACE, build, external_deps
 from actors.kernel.host import KernelHost
 from actors.loading import load_tenant
 from actors.replay import replay
-from actors.specialize import EVOLVABLE, GUEST_WORKSPACE, materialize, package_name, perfect_hash, phash, spec_rs
+from actors.specialize import EVOLVABLE, materialize, package_name, perfect_hash, phash, spec_rs
 from actors.verify.traffic import config_traffic, edge_payloads
 
 pytestmark = pytest.mark.integration
