@@ -13,8 +13,9 @@
 Generation is deterministic: the same configuration (and checkout) gives the same
 bytes. The crate refuses, at ``evoagg_init``, any configuration but its own.
 
-The perfect hash (``phash``) exists twice, here and in the generated Rust, and must
-agree bit for bit: the generator picks a seed under which no two literals share a slot.
+The perfect hash (``phash``) exists twice, here and in ``guest-rust/tables``
+(``hash_seeded``), and must agree bit for bit: the generator picks a seed under which no
+two literals share a slot, and the kernels' tests would fail if the two drifted.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ NONE16 = 0xFFFF
 
 
 def phash(s: bytes, seed: int) -> int:
-    """Fx-style hash over 8-byte little-endian words, seeded (mirrors ``spec.rs``)."""
+    """Fx-style hash over 8-byte little-endian words, seeded: ``tables::hash_seeded``."""
     h = (len(s) ^ seed) & _M64
     for i in range(0, len(s), 8):
         w = int.from_bytes(s[i : i + 8].ljust(8, b"\0"), "little")
@@ -223,24 +224,7 @@ def spec_rs(cfg: TenantConfig) -> str:
 
 
 _LOOKUP = """
-/// Fx-style hash over 8-byte little-endian words (`actors/specialize.py::phash` mirrors it).
-#[inline]
-pub fn phash(s: &[u8], seed: u64) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h: u64 = (s.len() as u64) ^ seed;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    h ^ (h >> 29)
-}
+use tables::hash_seeded as phash;
 
 /// Index in LITERALS of `s`, or NONE16: one probe of a collision-free table.
 #[inline]

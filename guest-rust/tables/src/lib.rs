@@ -13,8 +13,15 @@ use alloc::vec::Vec;
 /// Fx-style multiplicative hash over 8-byte words.
 #[inline]
 pub fn hash_bytes(s: &[u8]) -> u64 {
+    hash_seeded(s, 0)
+}
+
+/// [`hash_bytes`] with a seed: specialized kernels pick one under which their literals
+/// do not collide (`actors/specialize.py::phash` mirrors this function bit for bit).
+#[inline]
+pub fn hash_seeded(s: &[u8], seed: u64) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h: u64 = s.len() as u64;
+    let mut h: u64 = (s.len() as u64) ^ seed;
     let mut chunks = s.chunks_exact(8);
     for c in &mut chunks {
         let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
