@@ -60,8 +60,9 @@ class Candidate:
 
     @staticmethod
     def from_dir(name: str, config: TenantConfig, crate: Path) -> Candidate:
-        files = {str(p.relative_to(crate)): p.read_text() for p in sorted(crate.rglob("*")) if p.is_file() and "target" not in p.relative_to(crate).parts}
-        return Candidate(name, config, files=files)
+        """The crate's sources: its ``Cargo.toml`` and ``src/`` (not build outputs)."""
+        paths = [crate / "Cargo.toml", *sorted((crate / "src").rglob("*"))]
+        return Candidate(name, config, files={str(p.relative_to(crate)): p.read_text() for p in paths if p.is_file()})
 
 
 @dataclass(frozen=True)
