@@ -2,7 +2,7 @@
 //!
 //! Each module is a verified copy of the decoding half of one codec source file: the
 //! executable bodies are the shipped ones token for token (checked by the `sync`
-//! check of `actors/verify/proofs.py`; the few rewrites Verus needs are listed beside
+//! check of `actors/verify/proofs/`; the few rewrites Verus needs are listed beside
 //! each function as `sync-rewrite-from` / `sync-rewrite-to` comments), with
 //! `requires` / `ensures` / `invariant` / `decreases` and proof blocks added.
 //!

@@ -1,4 +1,4 @@
-"""The proofs stage end to end (actors/verify/proofs.py): z3 model checks, exhaustive checks
+"""The proofs stage end to end (actors/verify/proofs/): z3 model checks, exhaustive checks
 through the compiled codec-probe, the Verus-copy sync check, Verus when it is installed,
 and the cache."""
 

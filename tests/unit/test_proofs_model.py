@@ -1,4 +1,4 @@
-"""The z3 checks of the codec model (actors/verify/proofs.py), without wasm: they pass on
+"""The z3 checks of the codec model (actors/verify/proofs/), without wasm: they pass on
 the model of the shipped code, they fail on a deliberately wrong model (so they can fail),
 and the model agrees with the Python decoder in actors/payload.py."""
 

@@ -6,7 +6,7 @@
 //!
 //! `probe_uvarint_batch` and `probe_svb_batch` expose the codec's primitives
 //! (`read_uvarint`, `read_count`, `svb::control_len`, `svb::data_len`,
-//! `svb::decode_with`) for the exhaustive checks of `actors/verify/proofs.py`, which
+//! `svb::decode_with`) for the exhaustive checks of `actors/verify/proofs/`, which
 //! compare the compiled code with the model the z3 checks prove things about.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
