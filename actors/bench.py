@@ -70,14 +70,14 @@ def _kernel_variant(name: str, mode: str, wasm: bytes, cfg: TenantConfig, payloa
     return Variant(name, mode, run, rounds)
 
 
-def _verdict(name: str, rows: list[Row], reference: list[Row], ref_hash: str) -> tuple[str, str]:
+def _verdict(name: str, cfg: TenantConfig, rows: list[Row], reference: list[Row], ref_hash: str) -> tuple[str, str]:
     from actors.peers import compare
 
     if output_hash(rows) == ref_hash:
         return "exact", ""
     if name in ("generic", "specialized", "evolved"):
         return "wrong", "a kernel must match the oracle bit for bit"
-    a = compare(rows, reference)
+    a = compare(rows, reference, cfg)
     return a.verdict, a.detail
 
 
@@ -131,7 +131,7 @@ def run_bench(
             results.append({"name": v.name, "mode": v.mode, "msg_per_s": None, "points_per_s": None, "agrees_with_oracle": "error", "difference": v.error})
             continue
         secs = statistics.median(v.seconds)
-        verdict, detail = _verdict(v.name, v.rows, reference, ref_hash)
+        verdict, detail = _verdict(v.name, cfg, v.rows, reference, ref_hash)
         results.append(
             {
                 "name": v.name,
