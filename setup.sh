@@ -57,12 +57,10 @@ case "$job" in
       .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 300 --seed 1007 --out "out/$name-heldback.bin"
       .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 200 --seed 8 --out "out/$name-training.bin"
       .venv/bin/evoagg verify --config "configs/tenants/$org.yaml" --source "out/spec-$org" \
-        --messages "out/$name-heldback.bin" --training "out/$name-training.bin" --json > "out/verify-$org.json" || true
-      .venv/bin/python -c 'import json,sys; r=json.load(open(sys.argv[1])); print("accepted:", r["accepted"]); [print(f"  {s[\"name\"]:<13} {s[\"status\"]:<8} {s[\"seconds\"]:>7.2f} s  {s[\"reason\"][:110]}") for s in r["stages"]]' "out/verify-$org.json"
+        --messages "out/$name-heldback.bin" --training "out/$name-training.bin" --report "out/verify-$org.json"
       echo "== $name: benchmark (out/bench-$name.json, out/bench-$name.png)"
       .venv/bin/evoagg bench --workload "configs/workloads/$name.yaml" --messages "$([ "$name" = w1 ] && echo 300 || echo 100)" \
-        --plot "out/bench-$name.png" --json --quiet > "out/bench-$name.json"
-      .venv/bin/python -c 'import json,sys; r=json.load(open(sys.argv[1])); [print(f"  {x[\"name\"]:<12} {x[\"mode\"]:<12} {x[\"msg_per_s\"] or 0:>10,.0f} msg/s  {x[\"agrees_with_oracle\"]}") for x in r["results"]]; print("  ratios:", json.dumps(r["ratios"]))' "out/bench-$name.json"
+        --plot "out/bench-$name.png" --out "out/bench-$name.json" --quiet
       echo
     done
     ;;

@@ -166,7 +166,15 @@ def _verify(args: argparse.Namespace) -> int:
 
         ray.init(address=args.ray_address, num_cpus=None if args.ray_address else 2, include_dashboard=False, log_to_driver=False)
         rep = VerifierPool(ctx).verify([cand])[0]
-    print(json.dumps(rep.to_json(), indent=None if args.json else 1))
+    report = rep.to_json()
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"candidate {rep.candidate} (org {rep.org}): {'ACCEPTED' if rep.accepted else 'REJECTED'}")
+        for st in rep.stages:
+            print(f"  {st.name:<13} {st.status:<8} {st.seconds:>7.2f} s  {st.reason[:150]}")
     return 0 if rep.accepted else 1
 
 
@@ -185,10 +193,16 @@ def _bench(args: argparse.Namespace) -> int:
     if args.plot:
         plot(report, args.plot)
         report["chart"] = str(args.plot)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
     if args.json:
         print(json.dumps(report))
     else:
-        print(json.dumps(report, indent=1))
+        print(f"{report['workload']} (org {report['org']}): {report['messages']} messages, {report['points']:,} points, median of {report['rounds']} rounds")
+        for r in report["results"]:
+            print(f"  {r['name']:<12} {r['mode']:<12} {r['msg_per_s'] or 0:>10,.0f} msg/s  {r['agrees_with_oracle']}")
+        for k, v in report["ratios"].items():
+            print(f"  {k:<34} {v}")
     wrong = [r for r in report["results"] if r["agrees_with_oracle"] != "exact" and r["name"] in ("generic", "specialized", "evolved")]
     return 1 if wrong else 0
 
@@ -237,7 +251,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--sandbox", type=Path, help="sandbox limits YAML (default configs/sandbox.yaml)")
     v.add_argument("--in-process", action="store_true", help="run the stages here instead of as Ray tasks")
     v.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
-    v.add_argument("--json", action="store_true", help="one-line JSON")
+    v.add_argument("--report", type=Path, help="also write the JSON report to this file")
+    v.add_argument("--json", action="store_true", help="print the report as one-line JSON (default: a table)")
     v.set_defaults(fn=_verify)
     b = sub.add_parser("bench", help="kernels vs pyarrow, Polars, DuckDB and the oracle on one workload; JSON")
     b.add_argument("--workload", type=Path, required=True, help="workload YAML")
@@ -248,7 +263,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", type=Path, help="PNG bar chart")
     b.add_argument("--profile", action="store_true", help="also profile the specialized kernel by phase (µs/message)")
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    b.add_argument("--json", action="store_true", help="one-line JSON")
+    b.add_argument("--out", type=Path, help="also write the JSON to this file")
+    b.add_argument("--json", action="store_true", help="print the JSON (default: a table)")
     b.set_defaults(fn=_bench)
     return p
 
