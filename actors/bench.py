@@ -7,7 +7,8 @@ is reported as wrong, and no ratio uses it):
 - kernels ``generic``, ``specialized`` (and ``evolved`` when given): mode
   ``per-message`` is one kernel call per message, mode ``batch-64`` is what a shard does
   (64 messages per call). Timed: the process calls (which decode the binary payload)
-  and the final flush with its rows decoded into Python; not instantiation;
+  and the final flush with its rows decoded into Python, as peers return rows too; not
+  instantiation. ``msg_per_s_process_only`` leaves the flush out: the kernel alone;
 - peers ``pyarrow``, ``polars``, ``duckdb`` (``actors/peers.py``): ``per-message``
   (each message as it arrives, folded into running state) and ``bulk`` (all at once).
   Timed: the engine's work on pre-decoded Arrow tables (decoding is *not* timed for
@@ -20,6 +21,7 @@ so that a noisy neighbour slows every variant alike. Ratios divide medians.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import tempfile
 import time
@@ -50,6 +52,8 @@ class Variant:
     seconds: list[float] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     error: str | None = None
+    process_seconds: list[float] = field(default_factory=list)
+    """Kernels: the time inside process calls alone (no flush, no rows into Python)."""
 
 
 def specialized_wasm(cfg: TenantConfig) -> bytes:
@@ -65,9 +69,11 @@ def _kernel_variant(name: str, mode: str, wasm: bytes, cfg: TenantConfig, payloa
     def run() -> tuple[list[Row], float | None]:
         host = KernelHost(wasm, cfg, SandboxConfig(), name=name)
         rep = replay(host, payloads, batch_size=batch)
+        v.process_seconds.append(rep.kernel_seconds)
         return rep.rows, rep.kernel_seconds + rep.flush_seconds
 
-    return Variant(name, mode, run, rounds)
+    v = Variant(name, mode, run, rounds)
+    return v
 
 
 def _verdict(name: str, cfg: TenantConfig, rows: list[Row], reference: list[Row], ref_hash: str) -> tuple[str, str]:
@@ -112,6 +118,10 @@ def run_bench(
         for v in variants:
             if r >= v.rounds or v.error:
                 continue
+            # The collector off while timing: a full collection, over every row the earlier
+            # variants keep, would land on whichever variant happened to trigger it.
+            gc.collect()
+            gc.disable()
             t0 = time.perf_counter()
             try:
                 rows, counted = v.run()
@@ -119,6 +129,8 @@ def run_bench(
                 v.error = f"{type(e).__name__}: {e}"
                 log(f"{v.name} {v.mode} failed: {v.error}")
                 continue
+            finally:
+                gc.enable()
             v.seconds.append(time.perf_counter() - t0 if counted is None else counted)
             if r == 0:
                 v.rows = rows
@@ -139,6 +151,7 @@ def run_bench(
                 "msg_per_s": round(len(messages) / secs, 1),
                 "points_per_s": round(npoints / secs, 1),
                 "seconds": [round(s, 4) for s in v.seconds],
+                **({"msg_per_s_process_only": round(len(messages) / statistics.median(v.process_seconds), 1)} if v.process_seconds else {}),
                 "output_hash": output_hash(v.rows),
                 "agrees_with_oracle": verdict,
                 **({"difference": detail} if detail else {}),
@@ -174,12 +187,17 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:
     def div(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a and b else None
 
+    def process(name: str) -> float | None:
+        r = next((r for r in results if r["name"] == name and r["mode"] == "batch-64"), None)
+        return r.get("msg_per_s_process_only") if r and r["agrees_with_oracle"] == "exact" else None
+
     peer_pm = [s for p in ("pyarrow", "polars", "duckdb") if (s := speed(p, "per-message"))]
     peer_bulk = [s for p in ("pyarrow", "polars", "duckdb") if (s := speed(p, "bulk"))]
     best_pm = max(peer_pm) if peer_pm else None
     out = {
         "specialized/generic": div(speed("specialized", "per-message"), speed("generic", "per-message")),
         "specialized/generic (batch-64)": div(speed("specialized", "batch-64"), speed("generic", "batch-64")),
+        "specialized/generic (batch-64, process calls only)": div(process("specialized"), process("generic")),
         "generic/best_peer_per_message": div(speed("generic", "per-message"), best_pm),
         "specialized/best_peer_per_message": div(speed("specialized", "per-message"), best_pm),
         "generic/best_peer_bulk": div(speed("generic", "per-message"), max(peer_bulk) if peer_bulk else None),
