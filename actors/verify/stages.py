@@ -16,6 +16,7 @@ No Ray here: the pool is a thin shell over these functions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -33,6 +34,7 @@ from actors.errors import BuildFailed, KernelError, ModuleRejected
 from actors.kernel.build import GUEST_WORKSPACE, build
 from actors.kernel.host import KernelHost, engine_for
 from actors.kernel.validate import validate_module
+from actors.output import Row
 from actors.replay import ReplayReport, replay
 from actors.specialize import materialize, package_name
 from actors.verify.traffic import edge_payloads
@@ -229,34 +231,50 @@ def _replay(wasm: bytes, ctx: Context, payloads: Sequence[bytes], batch: int, fl
     return replay(KernelHost(wasm, ctx.config, ctx.sandbox, name=name), payloads, batch_size=batch, flush_lag=flush_lag)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """A replay's outcome as the comparison needs it (the summary hashes the rows once)."""
+
+    summary: dict[str, Any]
+    rows: frozenset[Row]
+
+
+def _run(wasm: bytes, ctx: Context, payloads: tuple[bytes, ...], batch: int, flush_lag: int | None, name: str) -> _Run:
+    rep = _replay(wasm, ctx, payloads, batch, flush_lag, name)
+    return _Run(rep.summary(), frozenset(rep.rows))
+
+
+# The baseline's outcome on the same traffic is the same for every candidate: computed once
+# per process (a verifier worker serves many candidates of a tenant).
+_baseline_run = functools.lru_cache(maxsize=32)(_run)
+
 _COMPARED = ("accepted", "rejected", "points", "nonfinite_points", "late_points", "rows", "output_hash")
 
 
-def _compare(mine: ReplayReport, ref: ReplayReport) -> str | None:
-    a, b = mine.summary(), ref.summary()
+def _compare(mine: _Run, ref: _Run) -> str | None:
+    a, b = mine.summary, ref.summary
     for k in _COMPARED:
         if a[k] != b[k]:
             if k == "output_hash":
-                missing = sorted(set(ref.rows) - set(mine.rows))[:1]
-                extra = sorted(set(mine.rows) - set(ref.rows))[:1]
+                missing = sorted(ref.rows - mine.rows)[:1]
+                extra = sorted(mine.rows - ref.rows)[:1]
                 return f"output differs: e.g. baseline row {list(missing[0]) if missing else None}, candidate row {list(extra[0]) if extra else None}"
             return f"{k}: candidate {a[k]}, baseline {b[k]}"
     return None
 
 
 def _against_baseline(
-    c: Candidate, ctx: Context, p: Progress, payloads: Sequence[bytes], modes: Sequence[tuple[int, int | None]]
+    c: Candidate, ctx: Context, p: Progress, payloads: tuple[bytes, ...], modes: Sequence[tuple[int, int | None]]
 ) -> tuple[str, str, dict[str, str], dict[str, Any]]:
     assert p.wasm is not None
     details: dict[str, Any] = {"messages": len(payloads), "runs": []}
     for batch, lag in modes:
         try:
-            mine = _replay(p.wasm, ctx, payloads, batch, lag, c.name)
+            mine = _run(p.wasm, ctx, payloads, batch, lag, c.name)
         except (KernelError, ModuleRejected) as e:
             return "failed", f"{type(e).__name__}: {e}", {}, details
-        ref = _replay(ctx.baseline, ctx, payloads, batch, lag, "baseline")
-        run = {"batch": batch, "flush_lag": lag, "output_hash": mine.summary()["output_hash"], "rows": len(mine.rows)}
-        details["runs"].append(run)
+        ref = _baseline_run(ctx.baseline, ctx, payloads, batch, lag, "baseline")
+        details["runs"].append({"batch": batch, "flush_lag": lag, "output_hash": mine.summary["output_hash"], "rows": mine.summary["rows"]})
         diff = _compare(mine, ref)
         if diff:
             return "failed", f"batch {batch}, flush lag {lag}: {diff}", {}, details
@@ -264,7 +282,7 @@ def _against_baseline(
 
 
 def stage_differential(c: Candidate, ctx: Context, p: Progress) -> Progress:
-    payloads = edge_payloads(ctx.config, ctx.edge_seed)
+    payloads = tuple(edge_payloads(ctx.config, ctx.edge_seed))
     modes = [(1, None), (7, 2 * ctx.config.interval_s), (64, 0)]
     return p.add(_timed("differential", lambda: _against_baseline(c, ctx, p, payloads, modes)))
 
