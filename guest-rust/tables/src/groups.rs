@@ -32,6 +32,8 @@ pub struct Groups<A> {
     text: Vec<u8>,
     /// Per query without group-by keys: its one slot (a cache, emptied by compaction).
     direct: Vec<u32>,
+    /// Compactions so far: slot numbers from an older epoch are stale.
+    epoch: u64,
 }
 
 impl<A> Groups<A> {
@@ -51,6 +53,7 @@ impl<A> Groups<A> {
             slots: Vec::new(),
             text: Vec::new(),
             direct: Vec::new(),
+            epoch: 0,
         }
     }
 
@@ -58,6 +61,12 @@ impl<A> Groups<A> {
     #[inline]
     pub fn value(&mut self, text: &[u8]) -> u32 {
         self.values.intern(text).0
+    }
+
+    /// Changes whenever slots are renumbered (compaction): a caller caching slot numbers
+    /// must drop them when this moves.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The text of a group.
@@ -182,5 +191,6 @@ impl<A> Groups<A> {
         self.slot_of = slot_of;
         self.slots = slots;
         self.direct.clear();
+        self.epoch += 1;
     }
 }

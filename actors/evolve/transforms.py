@@ -1,0 +1,338 @@
+"""The offline proposer's catalogue: semantics-preserving rewrites of the specialized
+kernel (``guest-rust/template/kernel.rs``) that an expert would try, each general (no
+knowledge of the traffic), each parameterised. A **genome** says which are on and with
+what parameters; :func:`render` applies them to the template in a fixed order, so a
+genome is a complete, reproducible description of a candidate's source.
+
+Each rewrite replaces exact anchors in the template's text; a missing anchor raises
+:class:`TransformError` (the template changed: the catalogue must follow). Nothing here
+is trusted: every rendered source is an ordinary candidate, built, verified and
+shadow-evaluated like any other.
+
+Rewrites:
+
+- ``tagset_cache`` (capacity): series repeat their tag sets across messages. Cache, per
+  (metric, tags in order), the (query, slot) pairs the series lands in; a hit skips key
+  lookups, filters, group values and combination lookups. Verified byte for byte (a
+  hash collision is a miss), bounded (cleared when full), dropped when compaction
+  renumbers slots (``Groups::epoch``).
+- ``compact_acc``: an accumulator of 16 bytes instead of 32 (one f64 for sum/min/max,
+  one count), a bucket 24 bytes instead of 40: less memory traffic per point.
+- ``run_fold``: fold a series' points run by run (consecutive points of one bucket):
+  one bucket lookup and one accumulator reference per run, the inner loop branch-free.
+- ``near_window`` (4, 8, 16, 32): how many recent buckets are scanned before a binary
+  search.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from actors.errors import EvoaggError
+
+
+class TransformError(EvoaggError):
+    """A rewrite's anchor is missing from the source it is applied to."""
+
+
+def _sub(src: str, old: str, new: str, what: str) -> str:
+    if src.count(old) != 1:
+        raise TransformError(f"{what}: anchor found {src.count(old)} times, expected once: {old[:80]!r}")
+    return src.replace(old, new, 1)
+
+
+# --- tagset_cache -----------------------------------------------------------------------------
+
+
+def tagset_cache(src: str, capacity: int) -> str:
+    w = "tagset_cache"
+    src = _sub(src, "use tables::groups::Groups;", "use tables::groups::Groups;\nuse tables::U64Map;", w)
+    src = _sub(
+        src,
+        "    /// Id in `values` once used as a group value.\n    value: u32,\n}",
+        "    /// Id in `values` once used as a group value.\n    value: u32,\n    /// Hash of the string's bytes.\n    h: u64,\n}",
+        w,
+    )
+    src = _sub(src, "local.push(Local { metric, key, value: NONE });", "local.push(Local { metric, key, value: NONE, h: tables::hash_bytes(s) });", w)
+    src = _sub(
+        src,
+        "    s_slots: Vec<u32>,\n}",
+        "    s_slots: Vec<u32>,\n    /// Tag-set cache: (metric, tags) hash -> entry; entries; the slot epoch they belong to.\n"
+        "    cache_map: U64Map,\n    cache: Vec<CacheEntry>,\n    cache_epoch: u64,\n}\n\n"
+        "/// What a series with these tags (in this order) and this metric lands in.\n"
+        "struct CacheEntry {\n    metric: u16,\n    /// The tags' texts, each as u32 length then bytes.\n    texts: Vec<u8>,\n"
+        "    pairs: Vec<(u32, u32)>,\n}\n\n"
+        f"const CACHE_CAPACITY: usize = {capacity};\n\n"
+        "impl CacheEntry {\n"
+        "    fn matches(&self, metric: u16, tags: &[u32], payload: &[u8], strings: &[(u32, u32)]) -> bool {\n"
+        "        if self.metric != metric {\n            return false;\n        }\n"
+        "        let mut at = 0usize;\n"
+        "        for &t in tags {\n"
+        "            let (o, n) = strings[t as usize];\n"
+        "            let s = &payload[o as usize..(o + n) as usize];\n"
+        "            if self.texts.len() < at + 4 + s.len() || self.texts[at..at + 4] != (s.len() as u32).to_le_bytes() || &self.texts[at + 4..at + 4 + s.len()] != s {\n"
+        "                return false;\n            }\n"
+        "            at += 4 + s.len();\n"
+        "        }\n"
+        "        at == self.texts.len()\n"
+        "    }\n}",
+        w,
+    )
+    src = _sub(
+        src,
+        "            s_slots: Vec::new(),\n        }",
+        "            s_slots: Vec::new(),\n            cache_map: U64Map::new(),\n            cache: Vec::new(),\n            cache_epoch: 0,\n        }",
+        w,
+    )
+    src = _sub(
+        src,
+        "            let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];\n            let mut present = [0u64; W];",
+        "            let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];\n"
+        "            let mut key = (m as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ tags.len() as u64;\n"
+        "            for &t in tags {\n                key = (key.rotate_left(5) ^ local[t as usize].h).wrapping_mul(0x517c_c1b7_2722_0a95);\n            }\n"
+        "            if self.cache.len() >= CACHE_CAPACITY {\n                self.cache.clear();\n                self.cache_map = U64Map::new();\n            }\n"
+        "            let n = self.cache.len() as u32;\n"
+        "            let mut miss = false;\n"
+        "            let e = self.cache_map.get_or_insert_with(key, || {\n                miss = true;\n                n\n            }) as usize;\n"
+        "            if !miss && self.cache[e].matches(m, tags, payload, strings) {\n"
+        "                for i in 0..self.cache[e].pairs.len() {\n"
+        "                    let (q, slot) = self.cache[e].pairs[i];\n"
+        "                    aggregate(&mut self.groups.slots[slot as usize].buckets, &points, spec::AGG[q as usize]);\n"
+        "                }\n                continue;\n            }\n"
+        "            // A miss records what the series lands in; a collision (same hash, other tags) is not cached.\n"
+        "            if miss {\n"
+        "                let mut texts = Vec::new();\n"
+        "                for &t in tags {\n"
+        "                    let (o, l) = strings[t as usize];\n"
+        "                    texts.extend_from_slice(&l.to_le_bytes());\n"
+        "                    texts.extend_from_slice(&payload[o as usize..(o + l) as usize]);\n"
+        "                }\n"
+        "                self.cache.push(CacheEntry { metric: m, texts, pairs: Vec::new() });\n"
+        "            }\n"
+        "            let mut present = [0u64; W];",
+        w,
+    )
+    src = _sub(
+        src,
+        "                    let slot = self.groups.slot_of_query(q as u32) as usize;\n",
+        "                    let slot = self.groups.slot_of_query(q as u32) as usize;\n"
+        "                    if miss {\n                        self.cache[n as usize].pairs.push((q as u32, slot as u32));\n                    }\n",
+        w,
+    )
+    src = _sub(
+        src,
+        "                    let slot = self.s_slots[i] as usize;\n",
+        "                    let slot = self.s_slots[i] as usize;\n"
+        "                    if miss {\n                        self.cache[n as usize].pairs.push((q as u32, slot as u32));\n                    }\n",
+        w,
+    )
+    src = _sub(
+        src,
+        "        self.groups.drain(closed, |q, text, start, acc|",
+        "        let groups = &mut self.groups;\n        groups.drain(closed, |q, text, start, acc|",
+        w,
+    )
+    src = _sub(
+        src,
+        "g.extend_from_slice(text)));\n    }\n}",
+        "g.extend_from_slice(text)));\n"
+        "        // Compaction renumbered the slots: cached pairs are stale.\n"
+        "        if self.groups.epoch() != self.cache_epoch {\n"
+        "            self.cache.clear();\n            self.cache_map = U64Map::new();\n            self.cache_epoch = self.groups.epoch();\n        }\n    }\n}",
+        w,
+    )
+    return src
+
+
+# --- compact_acc ------------------------------------------------------------------------------
+
+_ACC_OLD = """#[derive(Clone, Copy)]
+struct Acc {
+    sum: f64,
+    count: u64,
+    min: f64,
+    max: f64,
+}
+
+impl Acc {
+    const EMPTY: Acc = Acc { sum: 0.0, count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY };
+
+    fn value(&self, agg: Agg) -> f64 {
+        match agg {
+            Agg::Sum => self.sum,
+            Agg::Min => self.min,
+            Agg::Max => self.max,
+            Agg::Avg => self.sum / self.count as f64,
+            Agg::Count => self.count as f64,
+        }
+    }
+}"""
+
+_ACC_NEW = """/// 16 bytes: `a` is the sum, the min or the max (whichever the query's aggregate reads),
+/// `n` the count (for min/max: whether `a` holds a value yet).
+#[derive(Clone, Copy)]
+struct Acc {
+    a: f64,
+    n: u64,
+}
+
+impl Acc {
+    const EMPTY: Acc = Acc { a: 0.0, n: 0 };
+
+    fn value(&self, agg: Agg) -> f64 {
+        match agg {
+            Agg::Sum | Agg::Min | Agg::Max => self.a,
+            Agg::Avg => self.a / self.n as f64,
+            Agg::Count => self.n as f64,
+        }
+    }
+}"""
+
+_AGG_OLD = """        Agg::Sum => fold(buckets, points, |a, v| a.sum += v),
+        Agg::Avg => fold(buckets, points, |a, v| {
+            a.sum += v;
+            a.count += 1;
+        }),
+        Agg::Count => fold(buckets, points, |a, _| a.count += 1),
+        Agg::Min => fold(buckets, points, |a, v| {
+            if v < a.min {
+                a.min = v;
+            }
+        }),
+        Agg::Max => fold(buckets, points, |a, v| {
+            if v > a.max {
+                a.max = v;
+            }
+        }),"""
+
+_AGG_NEW = """        Agg::Sum => fold(buckets, points, |a, v| a.a += v),
+        Agg::Avg => fold(buckets, points, |a, v| {
+            a.a += v;
+            a.n += 1;
+        }),
+        Agg::Count => fold(buckets, points, |a, _| a.n += 1),
+        // The first value is taken; later ones replace only when strictly smaller/larger.
+        Agg::Min => fold(buckets, points, |a, v| {
+            if a.n == 0 || v < a.a {
+                a.a = v;
+            }
+            a.n = 1;
+        }),
+        Agg::Max => fold(buckets, points, |a, v| {
+            if a.n == 0 || v > a.a {
+                a.a = v;
+            }
+            a.n = 1;
+        }),"""
+
+
+def compact_acc(src: str) -> str:
+    src = _sub(src, _ACC_OLD, _ACC_NEW, "compact_acc")
+    return _sub(src, _AGG_OLD, _AGG_NEW, "compact_acc")
+
+
+# --- run_fold ---------------------------------------------------------------------------------
+
+_FOLD_OLD = """    let mut cur_start = 0i64;
+    let mut cur = usize::MAX;
+    for &(start, v) in points {
+        if cur == usize::MAX || start != cur_start {
+            cur_start = start;
+            cur = bucket_index(buckets, start);
+        }
+        f(&mut buckets[cur].1, v);
+    }"""
+
+_FOLD_NEW = """    // Run by run: one lookup and one accumulator reference per bucket's run of points.
+    let mut i = 0;
+    while i < points.len() {
+        let start = points[i].0;
+        let mut j = i + 1;
+        while j < points.len() && points[j].0 == start {
+            j += 1;
+        }
+        let k = bucket_index(buckets, start);
+        let acc = &mut buckets[k].1;
+        for &(_, v) in &points[i..j] {
+            f(acc, v);
+        }
+        i = j;
+    }"""
+
+
+def run_fold(src: str) -> str:
+    return _sub(src, _FOLD_OLD, _FOLD_NEW, "run_fold")
+
+
+def near_window(src: str, n: int) -> str:
+    return _sub(src, "let near = n.saturating_sub(8);", f"let near = n.saturating_sub({n});", "near_window")
+
+
+# --- the genome -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gene:
+    name: str
+    values: tuple[Any, ...]
+    """Possible values; the first is the template's (off)."""
+    apply: Callable[[str, Any], str]
+
+
+GENES: tuple[Gene, ...] = (
+    Gene("tagset_cache", (0, 1024, 4096, 16384, 65536), lambda s, v: tagset_cache(s, v) if v else s),
+    Gene("compact_acc", (False, True), lambda s, v: compact_acc(s) if v else s),
+    Gene("run_fold", (False, True), lambda s, v: run_fold(s) if v else s),
+    Gene("near_window", (8, 4, 16, 32), lambda s, v: near_window(s, v) if v != 8 else s),
+)
+BY_NAME = {g.name: g for g in GENES}
+Genome = Mapping[str, Any]
+
+
+def template_genome() -> dict[str, Any]:
+    return {g.name: g.values[0] for g in GENES}
+
+
+def validate_genome(genome: Genome) -> dict[str, Any]:
+    out = template_genome()
+    for k, v in genome.items():
+        if k not in BY_NAME or v not in BY_NAME[k].values:
+            raise TransformError(f"genome: {k}={v!r} is not in the catalogue")
+        out[k] = v
+    return out
+
+
+def render(template: str, genome: Genome) -> str:
+    """The source of ``genome``: its rewrites applied to ``template`` in catalogue order."""
+    g = validate_genome(genome)
+    src = template
+    for gene in GENES:
+        src = gene.apply(src, g[gene.name])
+    return src
+
+
+def mutate(genome: Genome, rng: random.Random, rate: float = 0.5) -> dict[str, Any]:
+    """Changes at least one gene (each with probability ``rate``) to another of its values."""
+    g = validate_genome(genome)
+    names = [x.name for x in GENES]
+    forced = rng.choice(names)
+    for name in names:
+        if name == forced or rng.random() < rate / len(names):
+            g[name] = rng.choice([v for v in BY_NAME[name].values if v != g[name]])
+    return g
+
+
+def crossover(a: Genome, b: Genome, rng: random.Random) -> dict[str, Any]:
+    """Each gene from one parent or the other."""
+    ga, gb = validate_genome(a), validate_genome(b)
+    return {x.name: (ga if rng.random() < 0.5 else gb)[x.name] for x in GENES}
+
+
+def describe(genome: Genome) -> str:
+    g = validate_genome(genome)
+    base = template_genome()
+    on = [f"{k}={v}" for k, v in g.items() if v != base[k]]
+    return ", ".join(on) or "template"
