@@ -73,7 +73,8 @@ def tagset_cache(src: str, capacity: int) -> str:
         "        for &t in tags {\n"
         "            let (o, n) = strings[t as usize];\n"
         "            let s = &payload[o as usize..(o + n) as usize];\n"
-        "            if self.texts.len() < at + 4 + s.len() || self.texts[at..at + 4] != (s.len() as u32).to_le_bytes() || &self.texts[at + 4..at + 4 + s.len()] != s {\n"
+        "            let end = at + 4 + s.len();\n"
+        "            if self.texts.len() < end || self.texts[at..at + 4] != (s.len() as u32).to_le_bytes() || &self.texts[at + 4..end] != s {\n"
         "                return false;\n            }\n"
         "            at += 4 + s.len();\n"
         "        }\n"
@@ -93,7 +94,8 @@ def tagset_cache(src: str, capacity: int) -> str:
         "            let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];\n"
         "            let mut key = (m as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ tags.len() as u64;\n"
         "            for &t in tags {\n                key = (key.rotate_left(5) ^ local[t as usize].h).wrapping_mul(0x517c_c1b7_2722_0a95);\n            }\n"
-        "            if self.cache.len() >= CACHE_CAPACITY {\n                self.cache.clear();\n                self.cache_map = U64Map::new();\n            }\n"
+        "            if self.cache.len() >= CACHE_CAPACITY {\n"
+        "                self.cache.clear();\n                self.cache_map = U64Map::new();\n            }\n"
         "            let n = self.cache.len() as u32;\n"
         "            let mut miss = false;\n"
         "            let e = self.cache_map.get_or_insert_with(key, || {\n                miss = true;\n                n\n            }) as usize;\n"
@@ -141,7 +143,8 @@ def tagset_cache(src: str, capacity: int) -> str:
         "g.extend_from_slice(text)));\n"
         "        // Compaction renumbered the slots: cached pairs are stale.\n"
         "        if self.groups.epoch() != self.cache_epoch {\n"
-        "            self.cache.clear();\n            self.cache_map = U64Map::new();\n            self.cache_epoch = self.groups.epoch();\n        }\n    }\n}",
+        "            self.cache.clear();\n            self.cache_map = U64Map::new();\n"
+        "            self.cache_epoch = self.groups.epoch();\n        }\n    }\n}",
         w,
     )
     return src
