@@ -7,10 +7,13 @@
     ├── StreamError             a stream file (.bin / .jsonl) is malformed
     ├── BuildFailed             compiling guest Rust to wasm failed (carries compiler output)
     ├── ModuleRejected          a wasm module fails validation (imports, exports, limits, features)
-    └── KernelError             a module misbehaved while running
-        ├── KernelTrap          it trapped (panic, out-of-bounds, unreachable) on a batch
-        ├── KernelTimeout       it ran past its deadline (epoch interruption) on a batch
-        └── KernelOutOfMemory   it tried to grow memory beyond the store limit
+    ├── KernelError             a module misbehaved while running
+    │   ├── KernelTrap          it trapped (panic, out-of-bounds, unreachable) on a batch
+    │   ├── KernelTimeout       it ran past its deadline (epoch interruption) on a batch
+    │   └── KernelOutOfMemory   it tried to grow memory beyond the store limit
+    └── ProposalFailed          a proposer produced no candidate (API failing after retries, no edit in time)
+        ├── EditRejected        the proposed edit is malformed, unsafe or does not apply (message fed back)
+        └── BudgetExhausted     the run's or tenant's token, USD or time budget is spent (checked before a call)
 
 Leaves are what callers catch; the root is for "anything from evoagg".
 """
@@ -93,3 +96,28 @@ class KernelTimeout(KernelError):
 
 class KernelOutOfMemory(KernelError):
     """The module hit the store's memory limit."""
+
+
+class ProposalFailed(EvoaggError):
+    """A proposer could not produce a candidate. Raised as such when the model's API keeps
+    failing after the retries or no edit came within the turn limit; the leaves say why
+    more precisely where the caller acts differently (feed back, or stop proposing)."""
+
+
+class EditRejected(ProposalFailed):
+    """An edit is malformed (markers), unsafe (another file, forbidden constructs), does not
+    apply (SEARCH text absent or ambiguous), changes nothing, or makes the file too large.
+
+    The message is written for the model: it is fed back verbatim for a corrected edit.
+    """
+
+
+class BudgetExhausted(ProposalFailed):
+    """A budget is spent; ``limit`` names which one (``tokens``, ``usd`` or ``seconds``).
+
+    Raised before a call is made, so no spend happens past the check.
+    """
+
+    def __init__(self, limit: str, detail: str) -> None:
+        self.limit = limit
+        super().__init__(f"{limit} budget exhausted: {detail}")
