@@ -207,6 +207,46 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if wrong else 0
 
 
+def _evolve(args: argparse.Namespace) -> int:
+    from actors.evolve.settings import EvolutionConfig
+    from actors.kernel.build import build
+    from actors.loading import load_sandbox, load_tenant, load_workload
+    from actors.payload import encode
+    from actors.verify.stages import Context
+    from actors.verify.traffic import config_traffic
+    from actors.workload import generate
+
+    if (args.config is None) == (args.workload is None):
+        raise ConfigError("give exactly one of --config (traffic derived from it) and --workload (traffic from the workload)")
+    cfg = load_workload(args.workload).tenant if args.workload else load_tenant(args.config)
+    evo = EvolutionConfig(
+        islands=args.islands, generations=args.generations, children=args.children, proposer=args.proposer, seed=args.seed,
+        model=args.model, max_tokens=args.max_tokens, max_usd=args.max_usd,
+    ).validate()  # fmt: skip
+    if args.workload:
+        wl = load_workload(args.workload)
+        training = [encode(m) for m in generate(wl, args.training, seed=wl.traffic.seed + 1)]
+        held_back = [encode(m) for m in generate(wl, args.held_back, seed=wl.traffic.seed + 1_000_003)]
+    else:
+        training, held_back = config_traffic(cfg, 7, args.training), config_traffic(cfg, 1_000_003, args.held_back)
+    sandbox = load_sandbox(args.sandbox) if args.sandbox else load_sandbox(Path(__file__).resolve().parents[1] / "configs" / "sandbox.yaml")
+    generic = build().wasm
+    ctx = Context(cfg, sandbox, generic, generic, tuple(held_back), tuple(training), bench_rounds=evo.bench_rounds)
+    import ray
+
+    from actors.evolve.engine import run_evolution
+
+    ray.init(address=args.ray_address, num_cpus=None if args.ray_address else 2, include_dashboard=False, log_to_driver=False)
+    workdir = args.workdir or Path("out") / f"evolve-{cfg.org}"
+    summary = run_evolution(cfg, evo, ctx, workdir, resume=args.resume, log=lambda m: print(f"evoagg evolve: {m}", file=sys.stderr, flush=True))
+    summary["workdir"] = str(workdir)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evoagg", description="Multi-tenant time-series aggregation in wasm kernels.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -266,6 +306,25 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, help="also write the JSON to this file")
     b.add_argument("--json", action="store_true", help="print the JSON (default: a table)")
     b.set_defaults(fn=_bench)
+    e = sub.add_parser("evolve", help="evolve a tenant's kernel on Ray: islands, verified candidates, git lineage; JSON summary")
+    e.add_argument("--config", type=Path, help="tenant YAML (traffic derived from the config)")
+    e.add_argument("--workload", type=Path, help="workload YAML (its tenant; training and held-back traffic from it, different seeds)")
+    e.add_argument("--generations", type=int, default=6)
+    e.add_argument("--islands", type=int, default=2)
+    e.add_argument("--children", type=int, default=1, help="candidates per island per generation")
+    e.add_argument("--proposer", choices=["offline", "anthropic"], default="offline")
+    e.add_argument("--model", default="claude-sonnet-4-5", help="Anthropic model (anthropic proposer)")
+    e.add_argument("--max-tokens", type=int, help="token budget of the run (anthropic)")
+    e.add_argument("--max-usd", type=float, help="USD budget of the run (anthropic)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--training", type=int, default=200, help="training messages (the bench stage's)")
+    e.add_argument("--held-back", type=int, default=200, help="held-back messages (the shadow stage's; never shown to proposers)")
+    e.add_argument("--workdir", type=Path, help="candidates.sqlite and lineage/ (default out/evolve-<org>)")
+    e.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+    e.add_argument("--sandbox", type=Path)
+    e.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    e.add_argument("--json", action="store_true", help="one-line JSON summary")
+    e.set_defaults(fn=_evolve)
     return p
 
 

@@ -24,9 +24,9 @@ _report = ray.remote(num_cpus=0)(report)
 class VerifierPool:
     """A handle on the pool: submit candidates, get reports. Callers never see Ray's tasks."""
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self._ctx_ref = ray.put(ctx)
+    def __init__(self, ctx: Context | ray.ObjectRef) -> None:  # type: ignore[type-arg]
+        """``ctx`` or a reference to it (put once, shared by every pool of a run)."""
+        self._ctx_ref = ctx if isinstance(ctx, ray.ObjectRef) else ray.put(ctx)
 
     def submit(self, candidate: Candidate) -> Any:
         """Starts the pipeline; returns an object reference to the :class:`Report`."""
