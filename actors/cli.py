@@ -313,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--islands", type=int, default=2)
     e.add_argument("--children", type=int, default=1, help="candidates per island per generation")
     e.add_argument("--proposer", choices=["offline", "anthropic"], default="offline")
-    e.add_argument("--model", default="claude-sonnet-4-5", help="Anthropic model (anthropic proposer)")
+    e.add_argument("--model", default="claude-sonnet-5-5", help="Anthropic model (anthropic proposer)")
     e.add_argument("--max-tokens", type=int, help="token budget of the run (anthropic)")
     e.add_argument("--max-usd", type=float, help="USD budget of the run (anthropic)")
     e.add_argument("--seed", type=int, default=0)

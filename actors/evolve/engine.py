@@ -116,6 +116,8 @@ class CandidateStore:
 
 
 def make_proposer(cfg: EvolutionConfig) -> Proposer:
+    """The configured proposer of one island. A budget object lives in one process, so the
+    run's budget is split evenly between the islands (each island is its own actor)."""
     if cfg.proposer == "offline":
         from actors.evolve.proposers.offline import OfflineProposer
 
@@ -123,7 +125,12 @@ def make_proposer(cfg: EvolutionConfig) -> Proposer:
     from actors.evolve.proposers.anthropic import AnthropicProposer
     from actors.evolve.proposers.base import Budget
 
-    return AnthropicProposer(model=cfg.model, budget=Budget(max_tokens=cfg.max_tokens, max_usd=cfg.max_usd))  # type: ignore[call-arg]
+    share = Budget(
+        max_tokens=cfg.max_tokens // cfg.islands if cfg.max_tokens is not None else None,
+        max_usd=cfg.max_usd / cfg.islands if cfg.max_usd is not None else None,
+        name="island share of the run",
+    )
+    return AnthropicProposer(cfg.model, budget=share)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -223,6 +230,7 @@ def run_evolution(
     islands = [spawn(i) for i in range(cfg.islands)]
     history: list[list[float | None]] = ray.get(store.run_state.remote("history")) or [[] for _ in range(cfg.islands)]
     restarts = 0
+    stopped: str | None = None
     for g in range(start, cfg.generations):
         results: list[dict[str, Any]] = []
         for i, ref in enumerate([a.run_generation.remote(g) for a in islands]):
@@ -252,11 +260,18 @@ def run_evolution(
         ray.get(store.save_run_state.remote("history", history))
         ray.get(store.save_run_state.remote("generation", g + 1))
         best_now = max((h[-1] for h in history if h and h[-1] is not None), default=None)
+        exhausted = [r for r in results if "budget_exhausted" in r]
+        if exhausted and len(exhausted) == len(results):
+            log(f"every island's proposal budget is spent ({exhausted[0]['budget_exhausted']}): stopping after generation {g}")
+            stopped = "budget exhausted"
+            break
         for res in results:
             rej = res["rejected"] or {}
             head = f"gen {g} island {res['island']}: built {res['built']}, accepted {res['accepted']}"
             log(f"{head}, rejected {rej}, duplicates {res['duplicates']}; best x{best_now or 0:.2f}")
-    return summarize(tenant, store, seed, time.monotonic() - t0, restarts)
+    summary = summarize(tenant, store, seed, time.monotonic() - t0, restarts)
+    summary["stopped"] = stopped or "generations done"
+    return summary
 
 
 def summarize(tenant: TenantConfig, store: Any, seed: CandidateRecord, seconds: float, restarts: int) -> dict[str, Any]:
