@@ -221,7 +221,7 @@ def _evolve(args: argparse.Namespace) -> int:
     cfg = load_workload(args.workload).tenant if args.workload else load_tenant(args.config)
     evo = EvolutionConfig(
         islands=args.islands, generations=args.generations, children=args.children, proposer=args.proposer, seed=args.seed,
-        model=args.model, max_tokens=args.max_tokens, max_usd=args.max_usd,
+        model=args.model, max_tokens=args.max_tokens, max_usd=args.max_usd, max_seconds=args.max_seconds,
     ).validate()  # fmt: skip
     if args.workload:
         wl = load_workload(args.workload)
@@ -316,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="claude-sonnet-5-5", help="Anthropic model (anthropic proposer)")
     e.add_argument("--max-tokens", type=int, help="token budget of the run (anthropic)")
     e.add_argument("--max-usd", type=float, help="USD budget of the run (anthropic)")
+    e.add_argument("--max-seconds", type=float, help="wall-time budget of the anthropic proposer")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--training", type=int, default=200, help="training messages (the bench stage's)")
     e.add_argument("--held-back", type=int, default=200, help="held-back messages (the shadow stage's; never shown to proposers)")

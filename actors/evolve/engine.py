@@ -38,7 +38,8 @@ from actors.evolve.record import CandidateRecord, hash_source
 from actors.evolve.selection import migrate, reseed_from, stagnant
 from actors.evolve.settings import EvolutionConfig
 from actors.evolve.transforms import template_genome
-from actors.specialize import materialize, template_kernel
+from actors.kernel.build import build
+from actors.specialize import materialize, package_name, template_kernel
 from actors.verify.stages import Candidate, Context, Report
 from actors.verify.tasks import VerifierPool
 
@@ -128,6 +129,7 @@ def make_proposer(cfg: EvolutionConfig) -> Proposer:
     share = Budget(
         max_tokens=cfg.max_tokens // cfg.islands if cfg.max_tokens is not None else None,
         max_usd=cfg.max_usd / cfg.islands if cfg.max_usd is not None else None,
+        max_seconds=cfg.max_seconds,
         name="island share of the run",
     )
     return AnthropicProposer(cfg.model, budget=share)
@@ -271,7 +273,32 @@ def run_evolution(
             log(f"{head}, rejected {rej}, duplicates {res['duplicates']}; best x{best_now or 0:.2f}")
     summary = summarize(tenant, store, seed, time.monotonic() - t0, restarts)
     summary["stopped"] = stopped or "generations done"
+    # The winner as a module, rebuilt from its source (a build-cache hit: it was verified).
+    winner: CandidateRecord = ray.get(store.get.remote(summary["best"]["candidate_id"]))
+    with tempfile.TemporaryDirectory(prefix="evoagg-best-") as tmp:
+        wasm = build(materialize(tenant, Path(tmp), winner.source), package_name(tenant)).wasm
+    (workdir / "best.wasm").write_bytes(wasm)
+    summary["best"]["wasm"] = str(workdir / "best.wasm")
     return summary
+
+
+def run_many(
+    tenants: list[tuple[TenantConfig, Context]],
+    cfg: EvolutionConfig,
+    workdir: Path,
+    resume: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[dict[str, Any]]:
+    """Evolves several tenants at once: one driver thread each (Ray calls are thread-safe);
+    their islands and verification tasks share the cluster's CPUs through Ray's scheduler."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def tagged(org: int) -> Callable[[str], None]:
+        return lambda m: log(f"[org {org}] {m}")
+
+    with ThreadPoolExecutor(max_workers=len(tenants)) as ex:
+        futures = [ex.submit(run_evolution, t, cfg, c, workdir / f"org-{t.org}", resume, tagged(t.org)) for t, c in tenants]
+        return [f.result() for f in futures]
 
 
 def summarize(tenant: TenantConfig, store: Any, seed: CandidateRecord, seconds: float, restarts: int) -> dict[str, Any]:

@@ -40,6 +40,8 @@ class EvolutionConfig:
     """Run budget in tokens for the anthropic proposer (None: unlimited)."""
     max_usd: float | None = None
     """Run budget in USD for the anthropic proposer (None: unlimited)."""
+    max_seconds: float | None = None
+    """Wall time the anthropic proposer may spend (None: unlimited)."""
     seed: int = 0
     """Seeds every island's RNG: selection, migration and the offline proposer replay from it."""
     bench_rounds: int = 3

@@ -99,3 +99,27 @@ def test_an_island_killed_mid_run_is_restarted_and_loses_nothing(ctx: Context, t
     for r in records:
         if r.status == "accepted":
             assert r.commit and lin.source_at(r.commit) == r.source
+
+
+def test_three_tenants_evolve_at_once(generic_wasm: bytes, tmp_path: Path) -> None:
+    from actors.config import TenantConfig
+    from actors.evolve.engine import run_many
+    from actors.verify.traffic import config_traffic
+
+    queries = [
+        ["sum:cpu.usage{service:svc-01}", "max:cpu.usage{*} by {region}"],
+        ["avg:cpu.usage{!env:prod} by {service,env}", "count:mem.used{region:r*}"],
+        ["min:cpu.usage{*} by {az}", "sum:cpu.usage{canary}"],
+    ]
+    tenants = []
+    for n, qs in enumerate(queries):
+        cfg = TenantConfig.from_mapping({"org": 9000 + n, "interval_s": 30, "queries": qs})
+        sandbox = SandboxConfig(memory_limit_bytes=256 * 2**20, call_deadline_ms=10_000, epoch_tick_ms=10)
+        c = Context(cfg, sandbox, generic_wasm, generic_wasm, tuple(config_traffic(cfg, 1, 20)), tuple(config_traffic(cfg, 2, 20)), bench_rounds=1)
+        tenants.append((cfg, c))
+    summaries = run_many(tenants, EvolutionConfig(islands=1, generations=1, bench_rounds=1, seed=1), tmp_path)
+    assert [s["org"] for s in summaries] == [9000, 9001, 9002]
+    for s in summaries:
+        assert s["candidates"] == 1 and s["best"]["commit"]
+        assert Path(s["best"]["wasm"]).stat().st_size > 1000
+        assert set(s) >= {"best", "generations", "candidates", "rejections_by_stage", "tokens", "cost_usd", "seconds"}
