@@ -15,7 +15,7 @@ import wasmtime
 
 from actors.config import SandboxConfig, TenantConfig
 from actors.errors import KernelError, KernelOutOfMemory, KernelTimeout, KernelTrap, ModuleRejected
-from actors.kernel import abi
+from actors.kernel import abi, signals
 from actors.kernel.validate import make_engine, validate_module
 from actors.output import Row
 from actors.payload import frame
@@ -28,6 +28,7 @@ def engine_for(sandbox: SandboxConfig) -> wasmtime.Engine:
     """One engine per sandbox configuration per process (engines are costly to make)."""
     if sandbox not in _engines:
         _engines[sandbox] = make_engine(sandbox)
+        signals.capture()
     return _engines[sandbox]
 
 
@@ -39,6 +40,9 @@ class KernelHost:
         self.config = config
         self.name = name
         self.engine = engine_for(self.sandbox)
+        # A fault handler installed since (faulthandler, by ray.init) would turn this
+        # module's traps into a crash of the process: put wasmtime's back.
+        signals.ensure()
         self.module, self.info = validate_module(self.engine, wasm, self.sandbox)
         self.store = wasmtime.Store(self.engine)
         self.store.set_limits(memory_size=self.sandbox.memory_limit_bytes, instances=1, tables=4, memories=1, table_elements=100_000)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import wasmtime
@@ -14,6 +18,7 @@ from actors.payload import Message, Series, encode
 from tests.modules import abi_module as module
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 CFG = TenantConfig.from_mapping({"org": 7, "interval_s": 30, "queries": ["sum:cpu{*}"]})
 FAST = SandboxConfig(memory_limit_bytes=32 * 2**20, call_deadline_ms=300, epoch_tick_ms=10)
@@ -185,3 +190,28 @@ def test_wrong_abi_version() -> None:
     with pytest.raises(ModuleRejected) as e:
         KernelHost(wasm, CFG, FAST)
     assert e.value.reason == "abi_version"
+
+
+def test_a_fault_handler_installed_later_does_not_turn_traps_into_crashes(tmp_path: Path) -> None:
+    """faulthandler.enable() (ray.init calls it) after wasmtime's handlers once made the next
+    trap kill the process with SIGILL; run in a child process, since that is the failure."""
+    script = tmp_path / "trap.py"
+    script.write_text(
+        "import faulthandler\n"
+        "from actors.config import TenantConfig\n"
+        "from actors.errors import KernelTrap\n"
+        "from actors.kernel.host import KernelHost\n"
+        "from actors.payload import Message, Series, encode\n"
+        "from tests.modules import abi_module\n"
+        "cfg = TenantConfig.from_mapping({'org': 7, 'interval_s': 30, 'queries': ['sum:cpu{*}']})\n"
+        "msg = encode(Message(7, (Series('cpu', (), ((0, 1.0),)),)))\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        KernelHost(abi_module('unreachable'), cfg).process([msg])\n"
+        "    except KernelTrap:\n"
+        "        print('trapped', flush=True)\n"
+        "    faulthandler.enable()\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["trapped", "trapped"]
