@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from actors.errors import BuildFailed, ConfigError, EvoaggError, KernelError, ModuleRejected, PayloadError, StreamError
@@ -210,7 +211,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _evolve(args: argparse.Namespace) -> int:
     from actors.evolve.settings import EvolutionConfig
     from actors.kernel.build import build
-    from actors.loading import load_sandbox, load_tenant, load_workload
+    from actors.loading import load_evolution, load_sandbox, load_tenant, load_workload
     from actors.payload import encode
     from actors.verify.stages import Context
     from actors.verify.traffic import config_traffic
@@ -219,10 +220,11 @@ def _evolve(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.workload is None):
         raise ConfigError("give exactly one of --config (traffic derived from it) and --workload (traffic from the workload)")
     cfg = load_workload(args.workload).tenant if args.workload else load_tenant(args.config)
-    evo = EvolutionConfig(
-        islands=args.islands, generations=args.generations, children=args.children, proposer=args.proposer, seed=args.seed,
-        model=args.model, max_tokens=args.max_tokens, max_usd=args.max_usd, max_seconds=args.max_seconds,
-    ).validate()  # fmt: skip
+    base = load_evolution(args.evolution) if args.evolution else EvolutionConfig()
+    flags = {"islands": args.islands, "generations": args.generations, "children": args.children, "proposer": args.proposer, "seed": args.seed,
+             "model": args.model, "max_tokens": args.max_tokens, "max_usd": args.max_usd, "max_seconds": args.max_seconds}  # fmt: skip
+    # Flags given on the command line override the file; the file overrides the defaults.
+    evo = replace(base, **{k: v for k, v in flags.items() if v is not None}).validate()
     if args.workload:
         wl = load_workload(args.workload)
         training = [encode(m) for m in generate(wl, args.training, seed=wl.traffic.seed + 1)]
@@ -309,15 +311,16 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evolve", help="evolve a tenant's kernel on Ray: islands, verified candidates, git lineage; JSON summary")
     e.add_argument("--config", type=Path, help="tenant YAML (traffic derived from the config)")
     e.add_argument("--workload", type=Path, help="workload YAML (its tenant; training and held-back traffic from it, different seeds)")
-    e.add_argument("--generations", type=int, default=6)
-    e.add_argument("--islands", type=int, default=2)
-    e.add_argument("--children", type=int, default=1, help="candidates per island per generation")
-    e.add_argument("--proposer", choices=["offline", "anthropic"], default="offline")
-    e.add_argument("--model", default="claude-sonnet-5-5", help="Anthropic model (anthropic proposer)")
+    e.add_argument("--generations", type=int)
+    e.add_argument("--islands", type=int)
+    e.add_argument("--children", type=int, help="candidates per island per generation")
+    e.add_argument("--proposer", choices=["offline", "anthropic"])
+    e.add_argument("--model", help="Anthropic model (anthropic proposer)")
     e.add_argument("--max-tokens", type=int, help="token budget of the run (anthropic)")
     e.add_argument("--max-usd", type=float, help="USD budget of the run (anthropic)")
     e.add_argument("--max-seconds", type=float, help="wall-time budget of the anthropic proposer")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int)
+    e.add_argument("--evolution", type=Path, help="evolution settings YAML (configs/evolution.yaml); flags override it")
     e.add_argument("--training", type=int, default=200, help="training messages (the bench stage's)")
     e.add_argument("--held-back", type=int, default=200, help="held-back messages (the shadow stage's; never shown to proposers)")
     e.add_argument("--workdir", type=Path, help="candidates.sqlite and lineage/ (default out/evolve-<org>)")

@@ -9,6 +9,7 @@ import yaml
 
 from actors.config import SandboxConfig, TenantConfig, check_keys
 from actors.errors import ConfigError
+from actors.evolve.settings import EvolutionConfig
 from actors.workload import TrafficShape, Workload
 
 
@@ -40,3 +41,7 @@ def load_workload(path: Path) -> Workload:
     tenant = load_tenant((path.parent / tenant_ref).resolve()) if isinstance(tenant_ref, str) else TenantConfig.from_mapping(tenant_ref, f"{path}: tenant")
     traffic = TrafficShape.from_mapping(data.get("traffic") or {}, f"{path}: traffic")
     return Workload(str(data.get("name", path.stem)), tenant, traffic)
+
+
+def load_evolution(path: Path) -> EvolutionConfig:
+    return EvolutionConfig.from_mapping(_read(path) or {}, str(path))

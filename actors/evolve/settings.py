@@ -67,4 +67,7 @@ class EvolutionConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "evolution config") -> EvolutionConfig:
         check_keys(source, data, {f.name for f in fields(cls)})
-        return cls(**dict(data)).validate()
+        try:
+            return cls(**dict(data)).validate()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
