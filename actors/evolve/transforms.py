@@ -22,11 +22,16 @@ Rewrites:
   one bucket lookup and one accumulator reference per run, the inner loop branch-free.
 - ``near_window`` (4, 8, 16, 32): how many recent buckets are scanned before a binary
   search.
+- ``preagg_runs``: summarise a series' runs once (count, first min, first max); ``min``,
+  ``max`` and ``count`` queries then merge one summary per run instead of every point.
+  (``sum`` and ``avg`` still fold point by point: floating-point addition in arrival order
+  is the contract, and reassociating it would change the bits.)
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -274,6 +279,98 @@ def near_window(src: str, n: int) -> str:
     return _sub(src, "let near = n.saturating_sub(8);", f"let near = n.saturating_sub({n});", "near_window")
 
 
+# --- preagg_runs ------------------------------------------------------------------------------
+
+_RUN_DEF = """
+/// A series' run of consecutive points in one bucket, summarised once for every query:
+/// count, and the first minimal and first maximal value (strict comparisons, so merging a
+/// run into an accumulator keeps the same value as folding its points one by one).
+#[derive(Clone, Copy)]
+struct Run {
+    start: i64,
+    n: u64,
+    min: f64,
+    max: f64,
+}
+
+fn runs_of(points: &[(i64, f64)], out: &mut Vec<Run>) {
+    out.clear();
+    for &(start, v) in points {
+        match out.last_mut() {
+            Some(r) if r.start == start => {
+                r.n += 1;
+                if v < r.min {
+                    r.min = v;
+                }
+                if v > r.max {
+                    r.max = v;
+                }
+            }
+            _ => out.push(Run { start, n: 1, min: v, max: v }),
+        }
+    }
+}
+
+/// Folds a summarised run into a bucket: min, max and count need no per-point work.
+#[inline]
+fn merge_runs<F: Fn(&mut Acc, &Run)>(buckets: &mut Vec<(i64, Acc)>, runs: &[Run], f: F) {
+    for r in runs {
+        let k = bucket_index(buckets, r.start);
+        f(&mut buckets[k].1, r);
+    }
+}
+"""
+
+_MERGE_PLAIN = {
+    "Count": "Agg::Count => merge_runs(buckets, runs, |a, r| a.count += r.n),",
+    "Min": "Agg::Min => merge_runs(buckets, runs, |a, r| {\n            if r.min < a.min {\n                a.min = r.min;\n            }\n        }),",
+    "Max": "Agg::Max => merge_runs(buckets, runs, |a, r| {\n            if r.max > a.max {\n                a.max = r.max;\n            }\n        }),",
+}
+_MERGE_COMPACT = {
+    "Count": "Agg::Count => merge_runs(buckets, runs, |a, r| a.n += r.n),",
+    "Min": "Agg::Min => merge_runs(buckets, runs, |a, r| {\n"
+    "            if a.n == 0 || r.min < a.a {\n                a.a = r.min;\n            }\n            a.n = 1;\n        }),",
+    "Max": "Agg::Max => merge_runs(buckets, runs, |a, r| {\n"
+    "            if a.n == 0 || r.max > a.a {\n                a.a = r.max;\n            }\n            a.n = 1;\n        }),",
+}
+
+
+def preagg_runs(src: str) -> str:
+    """Summarise each series' runs once; min, max and count queries merge the summaries."""
+    w = "preagg_runs"
+    compact = "struct Acc {\n    a: f64,\n    n: u64,\n}" in src
+    start = src.index("fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)], agg: Agg) {")
+    end = src.index("\n}\n", start) + 3
+    body = src[start:end]
+    for kind, merged in (_MERGE_COMPACT if compact else _MERGE_PLAIN).items():
+        m = re.search(rf"        Agg::{kind} => fold\(buckets, points, .*?\),\n(?=        Agg::|        //|    \}})", body, re.S)
+        if m is None:
+            raise TransformError(f"{w}: no fold arm for {kind}")
+        body = body.replace(m.group(0), "        " + merged + "\n", 1)
+    body = body.replace("points: &[(i64, f64)], agg: Agg) {", "points: &[(i64, f64)], runs: &[Run], agg: Agg) {", 1)
+    src = src[:start] + body + _RUN_DEF + src[end:]
+    n_calls = len(re.findall(r"aggregate\(&mut self\.groups\.slots\[[^\]]+\]\.buckets, &points, ", src))
+    if n_calls < 2:
+        raise TransformError(f"{w}: expected the aggregate calls, found {n_calls}")
+    src = re.sub(r"(aggregate\(&mut self\.groups\.slots\[[^\]]+\]\.buckets, &points, )", r"\1&runs, ", src)
+    src = _sub(src, "    s_points: Vec<(i64, f64)>,\n", "    s_points: Vec<(i64, f64)>,\n    s_runs: Vec<Run>,\n", w)
+    src = _sub(src, "            s_points: Vec::new(),\n", "            s_points: Vec::new(),\n            s_runs: Vec::new(),\n", w)
+    src = _sub(
+        src,
+        "        let mut points = core::mem::take(&mut self.s_points);\n",
+        "        let mut points = core::mem::take(&mut self.s_points);\n        let mut runs = core::mem::take(&mut self.s_runs);\n",
+        w,
+    )
+    src = _sub(
+        src,
+        "            let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];\n",
+        "            runs_of(&points, &mut runs);\n            let tags = &tags[s.tags.0 as usize..s.tags.1 as usize];\n",
+        w,
+    )
+    src = _sub(src, "        self.s_points = points;\n", "        self.s_points = points;\n        self.s_runs = runs;\n", w)
+    return src
+
+
 # --- the genome -------------------------------------------------------------------------------
 
 
@@ -290,6 +387,7 @@ GENES: tuple[Gene, ...] = (
     Gene("compact_acc", (False, True), lambda s, v: compact_acc(s) if v else s),
     Gene("run_fold", (False, True), lambda s, v: run_fold(s) if v else s),
     Gene("near_window", (8, 4, 16, 32), lambda s, v: near_window(s, v) if v != 8 else s),
+    Gene("preagg_runs", (False, True), lambda s, v: preagg_runs(s) if v else s),
 )
 BY_NAME = {g.name: g for g in GENES}
 Genome = Mapping[str, Any]
