@@ -206,6 +206,7 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:
     if speed("evolved", "per-message"):
         out["evolved/generic"] = div(speed("evolved", "per-message"), speed("generic", "per-message"))
         out["evolved/specialized"] = div(speed("evolved", "per-message"), speed("specialized", "per-message"))
+        out["evolved/generic (batch-64, process calls only)"] = div(process("evolved"), process("generic"))
     return out
 
 
