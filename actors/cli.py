@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from actors.config import SandboxConfig
 from actors.errors import BuildFailed, ConfigError, EvoaggError, KernelError, ModuleRejected, PayloadError, StreamError
 
 
@@ -102,6 +103,19 @@ def _messages(cfg_org: int, path: Path | None) -> list[bytes] | None:
     return items
 
 
+def _sandbox_or_default(path: Path | None) -> SandboxConfig:
+    from actors.loading import load_sandbox
+
+    return load_sandbox(path or Path(__file__).resolve().parents[1] / "configs" / "sandbox.yaml")
+
+
+def _start_ray(address: str | None) -> None:
+    """Joins ``address``, or starts a local Ray with the two CPUs a laptop run budgets for."""
+    import ray
+
+    ray.init(address=address, num_cpus=None if address else 2, include_dashboard=False, log_to_driver=False)
+
+
 def _specialize(args: argparse.Namespace) -> int:
     from actors.kernel.build import build
     from actors.kernel.host import KernelHost
@@ -137,7 +151,7 @@ def _specialize(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from actors.kernel.build import build
-    from actors.loading import load_sandbox, load_tenant
+    from actors.loading import load_tenant
     from actors.verify.stages import Candidate, Context, verify
     from actors.verify.traffic import config_traffic
 
@@ -152,7 +166,7 @@ def _verify(args: argparse.Namespace) -> int:
         if not (args.source / "Cargo.toml").is_file():
             raise ConfigError(f"--source: {args.source} has no Cargo.toml")
         cand = Candidate.from_dir(args.source.name, cfg, args.source)
-    sandbox = load_sandbox(args.sandbox) if args.sandbox else load_sandbox(Path(__file__).resolve().parents[1] / "configs" / "sandbox.yaml")
+    sandbox = _sandbox_or_default(args.sandbox)
     generic = build().wasm
     current = args.current.read_bytes() if args.current else generic
     held_back = _messages(cfg.org, args.messages) or config_traffic(cfg, 1_000_003, 300)
@@ -161,11 +175,9 @@ def _verify(args: argparse.Namespace) -> int:
     if args.in_process:
         rep = verify(cand, ctx)
     else:
-        import ray
-
         from actors.verify.tasks import VerifierPool
 
-        ray.init(address=args.ray_address, num_cpus=None if args.ray_address else 2, include_dashboard=False, log_to_driver=False)
+        _start_ray(args.ray_address)
         rep = VerifierPool(ctx).verify([cand])[0]
     report = rep.to_json()
     if args.report:
@@ -211,7 +223,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _evolve(args: argparse.Namespace) -> int:
     from actors.evolve.settings import EvolutionConfig
     from actors.kernel.build import build
-    from actors.loading import load_evolution, load_sandbox, load_tenant, load_workload
+    from actors.loading import load_evolution, load_tenant, load_workload
     from actors.payload import encode
     from actors.verify.stages import Context
     from actors.verify.traffic import config_traffic
@@ -231,14 +243,12 @@ def _evolve(args: argparse.Namespace) -> int:
         held_back = [encode(m) for m in generate(wl, args.held_back, seed=wl.traffic.seed + 1_000_003)]
     else:
         training, held_back = config_traffic(cfg, 7, args.training), config_traffic(cfg, 1_000_003, args.held_back)
-    sandbox = load_sandbox(args.sandbox) if args.sandbox else load_sandbox(Path(__file__).resolve().parents[1] / "configs" / "sandbox.yaml")
+    sandbox = _sandbox_or_default(args.sandbox)
     generic = build().wasm
     ctx = Context(cfg, sandbox, generic, generic, tuple(held_back), tuple(training), bench_rounds=evo.bench_rounds)
-    import ray
-
     from actors.evolve.engine import run_evolution
 
-    ray.init(address=args.ray_address, num_cpus=None if args.ray_address else 2, include_dashboard=False, log_to_driver=False)
+    _start_ray(args.ray_address)
     workdir = args.workdir or Path("out") / f"evolve-{cfg.org}"
     summary = run_evolution(cfg, evo, ctx, workdir, resume=args.resume, log=lambda m: print(f"evoagg evolve: {m}", file=sys.stderr, flush=True))
     summary["workdir"] = str(workdir)

@@ -3,6 +3,7 @@ generic kernel once per session (cached by source hash across sessions)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,13 @@ def generic_wasm() -> bytes:
     from actors.kernel.build import build
 
     return Wasm(build().wasm)
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A local Ray for one test module (at most one start per module): two CPUs, no dashboard."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -1,4 +1,4 @@
-"""Lint (ruff) and type check (mypy, strict) of the package, as part of the suite."""
+"""Lint (ruff) and type check (mypy, strict) of the package and its tests, as part of the suite."""
 
 from __future__ import annotations
 
@@ -20,5 +20,5 @@ def test_ruff_format() -> None:
 
 
 def test_mypy() -> None:
-    r = subprocess.run([sys.executable, "-m", "mypy", "actors"], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mypy", "actors", "tests"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

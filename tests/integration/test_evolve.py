@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 
 from actors.config import SandboxConfig
 from actors.evolve.database import CandidateDB
@@ -24,17 +22,10 @@ from actors.payload import encode
 from actors.verify.stages import Context
 from actors.workload import generate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 REPO = Path(__file__).resolve().parents[2]
 WL = load_workload(REPO / "configs/workloads/w2.yaml")
 CFG = WL.tenant
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_local() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

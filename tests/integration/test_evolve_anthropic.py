@@ -4,11 +4,9 @@ is verified and committed; a spent budget stops the run cleanly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 
 from actors.config import SandboxConfig
 from actors.evolve.database import CandidateDB
@@ -22,7 +20,7 @@ from actors.verify.stages import Context
 from actors.workload import generate
 from tests.support.fake_anthropic import FakeAnthropic, message, text, tool_use
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 REPO = Path(__file__).resolve().parents[2]
 WL = load_workload(REPO / "configs/workloads/w1.yaml")
 CFG = WL.tenant
@@ -44,13 +42,6 @@ src/kernel.rs
     let near = n.saturating_sub(16);
 >>>>>>> REPLACE
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_local() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ at once, each report as the in-process pipeline would give it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,11 @@ from actors.verify.tasks import VerifierPool
 from actors.verify.traffic import config_traffic
 from tests.modules import abi_module
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 REPO = Path(__file__).resolve().parents[2]
 W1 = load_tenant(REPO / "configs/tenants/1042.yaml")
 W2 = load_tenant(REPO / "configs/tenants/2077.yaml")
 SANDBOX = SandboxConfig(memory_limit_bytes=256 * 2**20, call_deadline_ms=2000, epoch_tick_ms=10)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_local() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def pool(cfg_org: int, generic_wasm: bytes) -> VerifierPool:

@@ -378,7 +378,7 @@ def test_api_key_from_the_environment(monkeypatch: pytest.MonkeyPatch, fake: Fak
 
 
 def test_inspiration_ids_that_collide_stay_apart(fake: FakeAnthropic, crate: Path) -> None:
-    insp = (("c/1", "// one\n", {}), ("c:1", "// two\n", {}))
+    insp: tuple[tuple[str, str, dict[str, Any]], ...] = (("c/1", "// one\n", {}), ("c:1", "// two\n", {}))
     fake.push(message(tool_use("read_file", path="inspirations/c_1.rs"), tool_use("read_file", path="inspirations/c_1-1.rs")), message(text(EDIT)))
     Harness(fake).propose(request(crate, inspirations=insp))
     assert [r["content"] for r in fake.requests[1].tool_results()] == ["    1\t// one", "    1\t// two"]
