@@ -61,6 +61,11 @@ case "$job" in
       echo "== $name: benchmark (out/bench-$name.json, out/bench-$name.png)"
       .venv/bin/evoagg bench --workload "configs/workloads/$name.yaml" --messages "$([ "$name" = w1 ] && echo 300 || echo 100)" \
         --plot "out/bench-$name.png" --out "out/bench-$name.json" --quiet
+      echo "== $name: evolve (offline proposer, 2 islands on Ray; out/evolve-$org/)"
+      rm -rf "out/evolve-$org"
+      .venv/bin/evoagg evolve --workload "configs/workloads/$name.yaml" --generations 6 --islands 2 \
+        --training "$([ "$name" = w1 ] && echo 400 || echo 150)" --held-back 150 --workdir "out/evolve-$org" --json > "out/evolve-$org.json"
+      .venv/bin/python -m json.tool "out/evolve-$org.json" | head -12
       echo
     done
     ;;
