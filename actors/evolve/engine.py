@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 
 from actors.config import TenantConfig
 from actors.errors import BudgetExhausted, EvoaggError
@@ -245,6 +245,11 @@ def run_evolution(
                 log(f"island {i} died in generation {g}; restarting it")
                 islands[i] = spawn(i)
                 results.append(ray.get(islands[i].run_generation.remote(g)))
+            except RayTaskError as e:
+                # A bug in this island's generation (not a bad candidate: those are records)
+                # costs that island the generation, not the run.
+                log(f"island {i} failed in generation {g}: {e}")
+                results.append({"island": i, "generation": g, "built": 0, "accepted": 0, "rejected": {"island_error": 1}, "duplicates": 0})
         pops = ray.get(store.populations.remote(cfg.islands))
         for i in range(cfg.islands):
             best = max((r.fitness for r in pops[i] if r.fitness is not None), default=None)

@@ -114,3 +114,26 @@ def test_three_tenants_evolve_at_once(generic_wasm: bytes, tmp_path: Path) -> No
         assert s["candidates"] == 1 and s["best"]["commit"]
         assert Path(s["best"]["wasm"]).stat().st_size > 1000
         assert set(s) >= {"best", "generations", "candidates", "rejections_by_stage", "tokens", "cost_usd", "seconds"}
+
+
+class BuggyOnce:
+    """Raises an unexpected error on its first call (a bug, not a bad candidate)."""
+
+    name = "offline"
+
+    def __init__(self) -> None:
+        self.inner = OfflineProposer()
+        self.calls = 0
+
+    def propose(self, req: ProposalRequest, rng: random.Random) -> Proposal:
+        self.calls += 1
+        if self.calls == 1:
+            raise ValueError("proposer bug")
+        return self.inner.propose(req, rng)
+
+
+def test_a_failing_island_generation_does_not_end_the_run(ctx: Context, tmp_path: Path) -> None:
+    summary = run_evolution(CFG, EvolutionConfig(islands=1, generations=2, bench_rounds=1, seed=9), ctx, tmp_path, proposer=BuggyOnce())  # type: ignore[arg-type]
+    assert summary["stopped"] == "generations done"
+    records = CandidateDB(tmp_path / "candidates.sqlite", readonly=True).records(CFG.org)
+    assert sorted(r.generation for r in records if r.proposer == "offline") == [1]
