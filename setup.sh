@@ -65,7 +65,7 @@ case "$job" in
       rm -rf "out/evolve-$org"
       .venv/bin/evoagg evolve --workload "configs/workloads/$name.yaml" --generations 6 --islands 2 \
         --training "$([ "$name" = w1 ] && echo 400 || echo 150)" --held-back 150 --workdir "out/evolve-$org" --json > "out/evolve-$org.json"
-      .venv/bin/python -m json.tool "out/evolve-$org.json" | head -12
+      .venv/bin/python -c 'import json, sys; d = json.load(open(sys.argv[1])); keys = ("best", "specialized_ratio_to_generic", "candidates", "accepted", "duplicates", "rejections_by_stage", "seconds"); print(json.dumps({k: d[k] for k in keys}, indent=1))' "out/evolve-$org.json"
       echo
     done
     ;;
