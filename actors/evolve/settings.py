@@ -46,6 +46,9 @@ class EvolutionConfig:
     """Seeds every island's RNG: selection, migration and the offline proposer replay from it."""
     bench_rounds: int = 3
     """Interleaved rounds of the bench stage (the fitness); medians."""
+    confirm_rounds: int = 5
+    """At the end, the best few and the seed are measured again side by side for this many
+    interleaved rounds, and the best of that measurement is the result (0: skip)."""
 
     def validate(self) -> EvolutionConfig:
         check_int("islands", self.islands, 1, 64)
@@ -56,6 +59,7 @@ class EvolutionConfig:
         check_int("archive_size", self.archive_size, 1, 1000)
         check_int("inspirations", self.inspirations, 0, 16)
         check_int("bench_rounds", self.bench_rounds, 1, 50)
+        check_int("confirm_rounds", self.confirm_rounds, 0, 50)
         if not (0 <= self.alpha <= 50):
             raise ConfigError(f"alpha: expected 0..50, found {self.alpha}")
         if not (0 <= self.child_penalty <= 100):
