@@ -26,6 +26,8 @@ Rewrites:
   ``max`` and ``count`` queries then merge one summary per run instead of every point.
   (``sum`` and ``avg`` still fold point by point: floating-point addition in arrival order
   is the contract, and reassociating it would change the bits.)
+- ``seq_hint``: a series' runs fall in consecutive buckets: look for each run's bucket
+  right after the previous one's (checked; a wrong hint falls back to the search).
 """
 
 from __future__ import annotations
@@ -371,6 +373,59 @@ def preagg_runs(src: str) -> str:
     return src
 
 
+# --- seq_hint ---------------------------------------------------------------------------------
+
+_NEXT_FN = """/// The bucket after `prev` when it starts at `start` (a series' runs are consecutive
+/// buckets, so this one comparison usually replaces a search); else the general lookup.
+/// `prev` is only a hint: the answer is checked, so a stale one costs a search, never a
+/// wrong bucket.
+#[inline]
+fn bucket_next(buckets: &mut Vec<(i64, Acc)>, start: i64, prev: usize) -> usize {
+    let i = prev.wrapping_add(1);
+    if i < buckets.len() && buckets[i].0 == start {
+        return i;
+    }
+    bucket_index(buckets, start)
+}
+
+/// Index of the bucket starting at `start`"""
+
+
+def seq_hint(src: str) -> str:
+    """Look for each run's bucket right after the previous run's first."""
+    w = "seq_hint"
+    src = _sub(src, "/// Index of the bucket starting at `start`", _NEXT_FN, w)
+    hinted = 0
+    if "            cur = bucket_index(buckets, start);" in src:
+        src = src.replace(
+            "            cur = bucket_index(buckets, start);",
+            "            cur = if cur == usize::MAX { bucket_index(buckets, start) } else { bucket_next(buckets, start, cur) };",
+            1,
+        )
+        hinted += 1
+    if "        let k = bucket_index(buckets, start);\n" in src:  # run_fold
+        src = src.replace(
+            "    let mut i = 0;\n    while i < points.len() {", "    let mut i = 0;\n    let mut prev = usize::MAX;\n    while i < points.len() {", 1
+        )
+        src = src.replace(
+            "        let k = bucket_index(buckets, start);\n",
+            "        let k = if prev == usize::MAX { bucket_index(buckets, start) } else { bucket_next(buckets, start, prev) };\n        prev = k;\n",
+            1,
+        )
+        hinted += 1
+    if "        let k = bucket_index(buckets, r.start);\n" in src:  # preagg_runs
+        src = src.replace("    for r in runs {\n", "    let mut prev = usize::MAX;\n    for r in runs {\n", 1)
+        src = src.replace(
+            "        let k = bucket_index(buckets, r.start);\n",
+            "        let k = if prev == usize::MAX { bucket_index(buckets, r.start) } else { bucket_next(buckets, r.start, prev) };\n        prev = k;\n",
+            1,
+        )
+        hinted += 1
+    if hinted == 0:
+        raise TransformError(f"{w}: no bucket lookup in a fold to hint")
+    return src
+
+
 # --- the genome -------------------------------------------------------------------------------
 
 
@@ -388,6 +443,7 @@ GENES: tuple[Gene, ...] = (
     Gene("run_fold", (False, True), lambda s, v: run_fold(s) if v else s),
     Gene("near_window", (8, 4, 16, 32), lambda s, v: near_window(s, v) if v != 8 else s),
     Gene("preagg_runs", (False, True), lambda s, v: preagg_runs(s) if v else s),
+    Gene("seq_hint", (False, True), lambda s, v: seq_hint(s) if v else s),
 )
 BY_NAME = {g.name: g for g in GENES}
 Genome = Mapping[str, Any]
