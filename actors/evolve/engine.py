@@ -45,6 +45,8 @@ from actors.verify.stages import Candidate, Context, Report
 from actors.verify.tasks import VerifierPool
 
 _confirm = ray.remote(num_cpus=1)(confirm)
+DUPLICATE_RETRIES = 4
+"""Proposals an offline island may draw per child before a repeat is recorded as a duplicate."""
 
 
 @ray.remote(num_cpus=0)
@@ -161,7 +163,13 @@ class IslandActor:
             materialize(self.tenant, self.crate, choice.parent.source)
             req = isl.request(self.tenant.org, self.crate, choice, self.last_failure, None)
             try:
-                proposal = self.proposer.propose(req, self.rng)
+                # A cheap proposer (offline) may ask again for a source not evaluated yet;
+                # a costly one (a model) is asked once, and a repeat is recorded as such.
+                for _ in range(DUPLICATE_RETRIES if self.proposer.name == "offline" else 1):
+                    proposal = self.proposer.propose(req, self.rng)
+                    dup = ray.get(self.store.by_source_hash.remote(hash_source(proposal.source)))
+                    if dup is None:
+                        break
             except BudgetExhausted as e:
                 out["budget_exhausted"] = str(e)
                 break
@@ -170,7 +178,6 @@ class IslandActor:
                 out["rejected"]["proposal"] = out["rejected"].get("proposal", 0) + 1
                 continue
             cid = ray.get(self.store.fresh_id.remote(self.index, generation))
-            dup = ray.get(self.store.by_source_hash.remote(hash_source(proposal.source)))
             report: dict[str, Any] | None = None
             if dup is None:
                 rep: Report = ray.get(self.pool.submit(Candidate(cid, self.tenant, kernel_src=proposal.source)))
