@@ -15,39 +15,28 @@ from hypothesis import strategies as st
 
 from actors.evolve.database import SCHEMA_VERSION, CandidateDB, SchemaMismatch, decode_rng_state, encode_rng_state
 from actors.evolve.record import CandidateRecord, hash_source
+from tests.support.records import record
 
 
 def rec(id: str, **kw: Any) -> CandidateRecord:
-    source = kw.pop("source", f"// kernel {id}\n")
-    fields: dict[str, Any] = dict(
-        id=id,
-        org=1042,
-        parent_id=None,
-        island=0,
-        generation=1,
-        proposer="llm",
-        model="some-model",
-        prompt="make it faster",
-        patch="--- a\n+++ b\n",
-        source=source,
-        source_hash=hash_source(source),
-        commit=None,
-        report={"accepted": True, "stages": [{"name": "build", "status": "passed", "details": {"output": ""}}], "ratio": 1.25},
-        status="accepted",
-        rejected_stage=None,
-        reason="",
-        msg_per_s=123456.5,
-        ratio_to_generic=1.5,
-        ratio_to_specialized=1.05,
-        tokens_in=1000,
-        tokens_out=200,
-        cost_usd=0.01,
-        created_at=1_700_000_000.25,
-        seconds=12.5,
-        genome={"unroll": 4, "flags": [True, False], "nested": {"x": 0.5}},
-    )
+    fields: dict[str, Any] = {
+        "proposer": "llm",
+        "model": "some-model",
+        "prompt": "make it faster",
+        "patch": "--- a\n+++ b\n",
+        "report": {"accepted": True, "stages": [{"name": "build", "status": "passed", "details": {"output": ""}}], "ratio": 1.25},
+        "msg_per_s": 123456.5,
+        "ratio_to_generic": 1.5,
+        "ratio_to_specialized": 1.05,
+        "tokens_in": 1000,
+        "tokens_out": 200,
+        "cost_usd": 0.01,
+        "created_at": 1_700_000_000.25,
+        "seconds": 12.5,
+        "genome": {"unroll": 4, "flags": [True, False], "nested": {"x": 0.5}},
+    }
     fields.update(kw)
-    return CandidateRecord(**fields)
+    return record(id, fields.pop("source", None), **fields)
 
 
 @pytest.fixture

@@ -11,38 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.evolve.archive import Archive, similarity
-from actors.evolve.record import CandidateRecord, hash_source
+from actors.evolve.record import CandidateRecord
 from actors.evolve.selection import choose_parent, migrate, parent_weights, ranked, reseed_from, stagnant
+from tests.support.records import record
 
 
 def rec(id: str, fitness: float | None, island: int = 0, source: str | None = None, status: str | None = None) -> CandidateRecord:
-    src = source if source is not None else f"// {id}\n"
-    return CandidateRecord(
-        id=id,
-        org=1042,
-        parent_id=None,
+    return record(
+        id,
+        f"// {id}\n" if source is None else source,
         island=island,
-        generation=1,
-        proposer="offline",
-        model=None,
-        prompt="",
-        patch="",
-        source=src,
-        source_hash=hash_source(src),
-        commit=None,
-        report=None,
         status=status or ("accepted" if fitness is not None else "rejected"),
-        rejected_stage=None,
-        reason="",
-        msg_per_s=None,
         ratio_to_generic=fitness,
-        ratio_to_specialized=None,
-        tokens_in=0,
-        tokens_out=0,
-        cost_usd=0.0,
-        created_at=0.0,
-        seconds=0.0,
-        genome=None,
     )
 
 

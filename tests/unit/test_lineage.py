@@ -15,9 +15,10 @@ import pytest
 
 from actors.config import TenantConfig
 from actors.evolve.lineage import Lineage, island_branch, parse_trailers, report_digest
-from actors.evolve.record import CandidateRecord, hash_source
+from actors.evolve.record import CandidateRecord
 from actors.loading import load_tenant
 from actors.specialize import EVOLVABLE, materialize, template_kernel
+from tests.support.records import record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,33 +39,18 @@ def kernel(tag: str) -> str:
 
 
 def rec(id: str, parent_id: str | None, island: int, status: str = "accepted", ratio: float | None = 1.25) -> CandidateRecord:
-    src = kernel(id)
-    return CandidateRecord(
-        id=id,
-        org=1042,
+    return record(
+        id,
+        kernel(id),
         parent_id=parent_id,
         island=island,
-        generation=1,
-        proposer="offline",
-        model=None,
-        prompt="",
-        patch="",
-        source=src,
-        source_hash=hash_source(src),
-        commit=None,
         report={"accepted": status == "accepted", "stages": [{"name": "bench", "status": "passed"}], "ratio": ratio},
         status=status,
         rejected_stage=None if status == "accepted" else "differential",
-        reason="",
         msg_per_s=250000.5,
         ratio_to_generic=ratio,
         ratio_to_specialized=1.0625,
-        tokens_in=0,
-        tokens_out=0,
-        cost_usd=0.0,
-        created_at=0.0,
         seconds=1.0,
-        genome=None,
     )
 
 
