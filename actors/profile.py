@@ -34,8 +34,8 @@ _CUTS: list[tuple[str, str, str]] = [
     ),
     (
         "decode",
-        "let result = decoded.map(|()| self.apply(payload, &strings, &tags, &ts, &series));",
-        "let result = decoded.map(|()| MessageStats::default());",
+        "let result = m.decode(payload, spec::ORG).map(|()| self.apply(payload, &m.strings, &m.tags, &m.ts, &m.series));",
+        "let result = m.decode(payload, spec::ORG).map(|()| MessageStats::default());",
     ),
     (
         "classify",

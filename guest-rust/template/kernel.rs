@@ -12,9 +12,9 @@
 //!   are collected once for all queries, not per query;
 //! - an accumulator updates only what its query's aggregate needs.
 use crate::spec::{self, Agg, NATOMS, NK, W};
+use abi::message::{Decoded, SeriesRec};
 use abi::{DecodeError, MessageStats, RowWriter};
 use alloc::vec::Vec;
-use codec::{ErrorCode, PayloadReader};
 use tables::groups::Groups;
 
 const NONE: u32 = u32::MAX;
@@ -42,14 +42,6 @@ impl Acc {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SeriesRec {
-    metric: u32,
-    tags: (u32, u32),
-    ts: (u32, u32),
-    values: u32,
-}
-
 /// What the kernel knows about one string of the message being applied.
 #[derive(Clone, Copy)]
 struct Local {
@@ -65,12 +57,10 @@ pub struct SpecializedKernel {
     flushed_to: i64,
     /// Group values (`key:N/A` of key k has id k), combinations, texts, slots.
     groups: Groups<Acc>,
-    s_strings: Vec<(u32, u32)>,
+    /// The message being applied, decoded.
+    s_msg: Decoded,
     s_local: Vec<Local>,
     s_bits: Vec<[u64; W]>,
-    s_tags: Vec<u32>,
-    s_ts: Vec<i64>,
-    s_series: Vec<SeriesRec>,
     s_points: Vec<(i64, f64)>,
     /// Per key: the series' first value, and whether it has more than one.
     s_kv: Vec<u32>,
@@ -86,12 +76,9 @@ impl SpecializedKernel {
         SpecializedKernel {
             flushed_to: i64::MIN,
             groups: Groups::new(spec::MISSING_TEXT.iter().map(|t| t.to_vec()).collect()),
-            s_strings: Vec::new(),
+            s_msg: Decoded::default(),
             s_local: Vec::new(),
             s_bits: Vec::new(),
-            s_tags: Vec::new(),
-            s_ts: Vec::new(),
-            s_series: Vec::new(),
             s_points: Vec::new(),
             s_kv: Vec::new(),
             s_values: Vec::new(),
@@ -361,34 +348,9 @@ impl abi::Kernel for SpecializedKernel {
 
     fn process_message(&mut self, payload: &[u8]) -> Result<MessageStats, DecodeError> {
         // Phase 1: decode and validate the whole message; nothing changes on error.
-        let mut r = PayloadReader::new(payload)?;
-        if r.org() != spec::ORG {
-            return Err(DecodeError::new(ErrorCode::WrongOrg, 1));
-        }
-        let mut strings = core::mem::take(&mut self.s_strings);
-        let mut tags = core::mem::take(&mut self.s_tags);
-        let mut ts = core::mem::take(&mut self.s_ts);
-        let mut series = core::mem::take(&mut self.s_series);
-        tags.clear();
-        ts.clear();
-        series.clear();
-        let decoded = (|| {
-            r.read_strings(&mut strings)?;
-            while let Some(s) = r.next_series(&mut tags, &mut ts)? {
-                series.push(SeriesRec {
-                    metric: s.metric,
-                    tags: (s.tags_start as u32, s.tags_end as u32),
-                    ts: (s.ts_start as u32, s.ts_end as u32),
-                    values: (s.values.as_ptr() as usize - payload.as_ptr() as usize) as u32,
-                });
-            }
-            Ok(())
-        })();
-        let result = decoded.map(|()| self.apply(payload, &strings, &tags, &ts, &series));
-        self.s_strings = strings;
-        self.s_tags = tags;
-        self.s_ts = ts;
-        self.s_series = series;
+        let mut m = core::mem::take(&mut self.s_msg);
+        let result = m.decode(payload, spec::ORG).map(|()| self.apply(payload, &m.strings, &m.tags, &m.ts, &m.series));
+        self.s_msg = m;
         result
     }
 

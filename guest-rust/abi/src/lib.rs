@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod heap;
+pub mod message;
 pub mod wire;
 
 pub use codec::DecodeError;

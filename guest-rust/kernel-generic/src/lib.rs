@@ -21,9 +21,9 @@ extern crate alloc;
 
 pub mod config;
 
+use abi::message::{Decoded, SeriesRec};
 use abi::{DecodeError, Kernel, MessageStats, RowWriter};
 use alloc::vec::Vec;
-use codec::{ErrorCode, PayloadReader};
 use config::{Agg, Config, Term};
 use tables::groups::Groups;
 use tables::Interner;
@@ -82,14 +82,6 @@ impl Acc {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SeriesRec {
-    metric: u32,
-    tags: (u32, u32),
-    ts: (u32, u32),
-    values: u32,
-}
-
 /// The string table of the message being applied.
 #[derive(Clone, Copy)]
 struct Texts<'p> {
@@ -133,11 +125,9 @@ pub struct GenericKernel {
     /// Group values, combinations, group texts and the slots with their open buckets.
     groups: Groups<Acc>,
     // Scratch, reused across messages.
-    s_strings: Vec<(u32, u32)>,
+    /// The message being applied, decoded.
+    s_msg: Decoded,
     s_local: Vec<LocalString>,
-    s_tags: Vec<u32>,
-    s_ts: Vec<i64>,
-    s_series: Vec<SeriesRec>,
     s_values: Vec<u32>,
     s_ranges: Vec<(u32, u32)>,
     s_odometer: Vec<u32>,
@@ -157,11 +147,8 @@ impl GenericKernel {
             metric_queries: Vec::new(),
             by_metric: Vec::new(),
             groups: Groups::new(Vec::new()),
-            s_strings: Vec::new(),
+            s_msg: Decoded::default(),
             s_local: Vec::new(),
-            s_tags: Vec::new(),
-            s_ts: Vec::new(),
-            s_series: Vec::new(),
             s_values: Vec::new(),
             s_ranges: Vec::new(),
             s_odometer: Vec::new(),
@@ -335,34 +322,9 @@ impl Kernel for GenericKernel {
 
     fn process_message(&mut self, payload: &[u8]) -> Result<MessageStats, DecodeError> {
         // Phase 1: decode and validate the whole message; nothing changes on error.
-        let mut r = PayloadReader::new(payload)?;
-        if r.org() != self.org {
-            return Err(DecodeError::new(ErrorCode::WrongOrg, 1));
-        }
-        let mut strings = core::mem::take(&mut self.s_strings);
-        let mut tags = core::mem::take(&mut self.s_tags);
-        let mut ts = core::mem::take(&mut self.s_ts);
-        let mut series = core::mem::take(&mut self.s_series);
-        tags.clear();
-        ts.clear();
-        series.clear();
-        let decoded = (|| {
-            r.read_strings(&mut strings)?;
-            while let Some(s) = r.next_series(&mut tags, &mut ts)? {
-                series.push(SeriesRec {
-                    metric: s.metric,
-                    tags: (s.tags_start as u32, s.tags_end as u32),
-                    ts: (s.ts_start as u32, s.ts_end as u32),
-                    values: (s.values.as_ptr() as usize - payload.as_ptr() as usize) as u32,
-                });
-            }
-            Ok(())
-        })();
-        let result = decoded.map(|()| self.apply(payload, &strings, &tags, &ts, &series));
-        self.s_strings = strings;
-        self.s_tags = tags;
-        self.s_ts = ts;
-        self.s_series = series;
+        let mut m = core::mem::take(&mut self.s_msg);
+        let result = m.decode(payload, self.org).map(|()| self.apply(payload, &m.strings, &m.tags, &m.ts, &m.series));
+        self.s_msg = m;
         result
     }
 
