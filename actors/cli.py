@@ -1,4 +1,4 @@
-"""The ``evoagg`` command line: ``gen``, ``replay``, ``specialize``, ``verify``, ``bench``.
+"""The ``evoagg`` command line: ``gen``, ``replay``, ``specialize``, ``verify``, ``bench``, ``evolve``, ``keygen``.
 
 Exit codes: 0 success, 1 a runtime failure (a kernel trapped, a build failed, a
 candidate was rejected, outputs differ), 2 bad usage or bad input files.
@@ -259,6 +259,16 @@ def _evolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from actors.signing import Signer, keygen
+
+    key, pub = keygen(args.out, args.name)
+    print(f"private key: {key} (mode 0600; keep it secret, give it to the registry only)")
+    print(f"public key:  {pub} (give it to the shards' trust stores)")
+    print(f"key id:      {Signer.load(key).key_id}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evoagg", description="Multi-tenant time-series aggregation in wasm kernels.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -339,6 +349,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     e.add_argument("--json", action="store_true", help="one-line JSON summary")
     e.set_defaults(fn=_evolve)
+    k = sub.add_parser("keygen", help="write a new Ed25519 signing key for the module registry (<name>.key, 0600) and its public key (<name>.pub)")
+    k.add_argument("--out", type=Path, required=True, help="directory for the key files (created if missing)")
+    k.add_argument("--name", default="evoagg", help="file name stem (default evoagg)")
+    k.set_defaults(fn=_keygen)
     return p
 
 

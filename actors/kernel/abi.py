@@ -3,6 +3,7 @@ guest and how its results are decoded. Pure functions over bytes."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -57,6 +58,11 @@ def encode_config(cfg: TenantConfig) -> bytes:
         for k in q.by:
             _string(out, k)
     return bytes(out)
+
+
+def config_hash(cfg: TenantConfig) -> str:
+    """SHA-256 (hex) of the encoded config: names the config a module was built and signed for."""
+    return hashlib.sha256(encode_config(cfg)).hexdigest()
 
 
 @dataclass
