@@ -7,6 +7,8 @@
     ├── StreamError             a stream file (.bin / .jsonl) is malformed
     ├── BuildFailed             compiling guest Rust to wasm failed (carries compiler output)
     ├── ModuleRejected          a wasm module fails validation (imports, exports, limits, features)
+    ├── NotServed               a shard was asked about an org it does not serve (moved, never added)
+    ├── StateError              a shard's checkpoint or journal cannot be read
     ├── KernelError             a module misbehaved while running
     │   ├── KernelTrap          it trapped (panic, out-of-bounds, unreachable) on a batch
     │   ├── KernelTimeout       it ran past its deadline (epoch interruption) on a batch
@@ -75,7 +77,27 @@ class ModuleRejected(EvoaggError):
 
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
+        self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses Ray intact
+        return (type(self), (self.reason, self.detail))
+
+
+class NotServed(EvoaggError):
+    """This shard does not serve the org: it moved elsewhere, or was never added here."""
+
+    def __init__(self, org: int, shard: str) -> None:
+        self.org = org
+        self.shard = shard
+        super().__init__(f"org {org} is not served by shard {shard}")
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:  # crosses Ray intact
+        return (NotServed, (self.org, self.shard))
+
+
+class StateError(EvoaggError):
+    """A shard's checkpoint or journal is unreadable: recovery refuses to guess."""
 
 
 class KernelError(EvoaggError):

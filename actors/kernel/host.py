@@ -8,6 +8,9 @@ the instance is poisoned (its state may be half-updated) and refuses further cal
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -16,12 +19,33 @@ import wasmtime
 from actors.config import SandboxConfig, TenantConfig
 from actors.errors import KernelError, KernelOutOfMemory, KernelTimeout, KernelTrap, ModuleRejected
 from actors.kernel import abi, signals
-from actors.kernel.validate import make_engine, validate_module
+from actors.kernel.validate import ModuleInfo, make_engine, validate_module
 from actors.output import Row
 from actors.payload import frame
 
 T = TypeVar("T")
 _engines: dict[SandboxConfig, wasmtime.Engine] = {}
+# Compiled modules by (sandbox, sha256): a shard rebuilding an instance (a swap, a trap,
+# a recovery) must not pay for compiling the same bytes again. Bounded, oldest out.
+_compiled: OrderedDict[tuple[SandboxConfig, str], tuple[wasmtime.Module, ModuleInfo]] = OrderedDict()
+_COMPILED_MAX = 16
+_compiled_lock = threading.Lock()
+
+
+def compiled(engine: wasmtime.Engine, wasm: bytes, sandbox: SandboxConfig) -> tuple[wasmtime.Module, ModuleInfo]:
+    """``validate_module``, once per distinct module and sandbox in this process."""
+    key = (sandbox, hashlib.sha256(wasm).hexdigest())
+    with _compiled_lock:
+        hit = _compiled.get(key)
+        if hit is not None:
+            _compiled.move_to_end(key)
+            return hit
+    found = validate_module(engine, wasm, sandbox)
+    with _compiled_lock:
+        _compiled[key] = found
+        while len(_compiled) > _COMPILED_MAX:
+            _compiled.popitem(last=False)
+    return found
 
 
 def engine_for(sandbox: SandboxConfig) -> wasmtime.Engine:
@@ -43,7 +67,7 @@ class KernelHost:
         # A fault handler installed since (faulthandler, by ray.init) would turn this
         # module's traps into a crash of the process: put wasmtime's back.
         signals.ensure()
-        self.module, self.info = validate_module(self.engine, wasm, self.sandbox)
+        self.module, self.info = compiled(self.engine, wasm, self.sandbox)
         self.store = wasmtime.Store(self.engine)
         self.store.set_limits(memory_size=self.sandbox.memory_limit_bytes, instances=1, tables=4, memories=1, table_elements=100_000)
         self._poisoned: str | None = None

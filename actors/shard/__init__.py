@@ -1,0 +1,1 @@
+"""The aggregator shard: lanes (one per org), state, journal, actor shell, routing, client."""
