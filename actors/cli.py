@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from actors.config import SandboxConfig
 from actors.errors import BuildFailed, ConfigError, EvoaggError, KernelError, ModuleRejected, PayloadError, StreamError
@@ -196,6 +197,8 @@ def _bench(args: argparse.Namespace) -> int:
     from actors.loading import load_workload
 
     wl = load_workload(args.workload)
+    if args.live:
+        return _bench_live(args, wl)
     if args.messages < 1 or args.rounds < 1:
         raise ConfigError("--messages and --rounds must be >= 1")
     if args.evolved is not None and (args.evolved.suffix != ".wasm" or not args.evolved.is_file()):
@@ -218,6 +221,25 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"  {k:<34} {v}")
     wrong = [r for r in report["results"] if r["agrees_with_oracle"] != "exact" and r["name"] in ("generic", "specialized", "evolved")]
     return 1 if wrong else 0
+
+
+def _bench_live(args: argparse.Namespace, wl: Any) -> int:
+    import ray
+
+    from actors.live_bench import run_live_bench
+
+    if args.messages < 1000 or args.swaps < 1:
+        raise ConfigError("--live needs --messages >= 1000 and --swaps >= 1")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        report = run_live_bench(wl, args.messages, 64, args.swaps, not args.no_kill)
+    finally:
+        ray.shutdown()
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=None if args.json else 1))
+    ok = report["checked"]["equal"] and report["accounted"]["sent"] == report["accounted"]["received"] == report["accounted"]["accepted_plus_rejected"]
+    return 0 if ok else 1
 
 
 def _evolve(args: argparse.Namespace) -> int:
@@ -327,6 +349,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
     b.add_argument("--out", type=Path, help="also write the JSON to this file")
     b.add_argument("--json", action="store_true", help="print the JSON (default: a table)")
+    b.add_argument("--live", action="store_true", help="a shard on Ray under traffic: swap pauses, msg/s during swaps, recovery after a kill (JSON)")
+    b.add_argument("--swaps", type=int, default=10, help="with --live: swaps to measure")
+    b.add_argument("--no-kill", action="store_true", help="with --live: do not kill the shard")
     b.set_defaults(fn=_bench)
     e = sub.add_parser("evolve", help="evolve a tenant's kernel on Ray: islands, verified candidates, git lineage; JSON summary")
     e.add_argument("--config", type=Path, help="tenant YAML (traffic derived from the config)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import yaml
 from actors.config import SandboxConfig, TenantConfig, check_keys
 from actors.errors import ConfigError
 from actors.evolve.settings import EvolutionConfig
+from actors.shard.settings import ShardSettings
 from actors.workload import TrafficShape, Workload
 
 
@@ -45,3 +47,22 @@ def load_workload(path: Path) -> Workload:
 
 def load_evolution(path: Path) -> EvolutionConfig:
     return EvolutionConfig.from_mapping(_read(path) or {}, str(path))
+
+
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def load_shard_settings(path: Path) -> ShardSettings:
+    """A shard settings file. A ``trusted_keys`` entry that is not a 64-hex-digit key is the
+    path of a ``.pub`` file; a relative one is taken from the YAML file's directory."""
+    data = _read(path) or {}
+    if isinstance(data, dict) and isinstance(data.get("trusted_keys"), list):
+        data = {**data, "trusted_keys": [_key_entry(path.parent, k) for k in data["trusted_keys"]]}
+    return ShardSettings.from_mapping(data, str(path))
+
+
+def _key_entry(base: Path, entry: Any) -> Any:
+    if not isinstance(entry, str) or not entry or _HEX_KEY.fullmatch(entry):
+        return entry  # a hex key, or something validate() reports
+    key_path = Path(entry).expanduser()
+    return str(key_path if key_path.is_absolute() else (base / key_path).resolve())

@@ -160,6 +160,11 @@ class ShardActor:
             result: Prepared | ModuleRejected
             try:
                 result = lane.prepare(pending)  # compile, shadow check, rebuild: no lock held
+                # Catch up on the traffic that arrived meanwhile, still without the lock,
+                # until at most one batch is left for the pause.
+                for _ in range(50):
+                    if lane.catch_up(result) <= 1:
+                        break
             except ModuleRejected as e:
                 result = e
             except Exception as e:

@@ -167,6 +167,8 @@ class PendingSwap:
     retained: tuple[Retained, ...]
     holdout: tuple[bytes, ...]
     ops: list[tuple[Any, ...]] = field(default_factory=list)
+    applied: int = 0
+    """How many of ``ops`` the new instance has caught up on."""
 
 
 @dataclass(frozen=True)
@@ -450,15 +452,17 @@ class Lane:
             raise ModuleRejected("rebuild_trap", str(e)) from None
         return Prepared(pending, new, n, time.perf_counter() - t0)
 
-    def commit(self, prepared: Prepared) -> list[Event]:
-        """Under the lock: catch up on what happened since ``begin_swap``, then swap."""
+    def catch_up(self, prepared: Prepared, upto: int | None = None) -> int:
+        """Applies the batches and flushes recorded since ``begin_swap`` to the new
+        instance, checking each flush against the rows the serving module emitted.
+        Safe without the lock for ops already recorded (only the swap thread touches
+        the new instance); what remains at ``commit`` is applied under it. Returns how
+        many ops are still to apply."""
         pending = prepared.pending
-        if self.pending is not pending:
-            return []  # cancelled meanwhile (revoked, moved away)
-        self.pending = None
+        end = len(pending.ops) if upto is None else upto
         kernel = prepared.kernel
         try:
-            for op in pending.ops:
+            for op in pending.ops[pending.applied : end]:
                 if op[0] == "batch":
                     if op[1]:
                         kernel.process(op[1], "catch-up")
@@ -466,13 +470,23 @@ class Lane:
                     _, wm, want = op
                     if output_hash(kernel.flush(wm, "catch-up")) != want:
                         raise ModuleRejected("live_mismatch", f"its flush to {wm} differs from the rows the serving module emitted")
+                pending.applied += 1
         except KernelError as e:
             raise ModuleRejected("live_trap", str(e)) from None
+        return len(pending.ops) - pending.applied
+
+    def commit(self, prepared: Prepared) -> list[Event]:
+        """Under the lock: catch up on what happened since ``begin_swap``, then swap."""
+        pending = prepared.pending
+        if self.pending is not pending:
+            return []  # cancelled meanwhile (revoked, moved away)
+        self.pending = None
+        self.catch_up(prepared)
         if pending.entry.signed is not None:
             self.check_offer(pending.entry.signed, pending.entry.wasm)  # still newer, still not bad
         old = self.served.entry
         self.previous = self.served
-        self.served = Served(pending.entry, kernel)
+        self.served = Served(pending.entry, prepared.kernel)
         self.probation_batches = self.probation_rows = 0
         self.account.record_module(pending.entry.version, pending.entry.origin, self.clock())
         events: list[Event] = [Swapped(self.org, old.version, pending.entry.version, pending.entry.origin, prepared.shadow_messages)]

@@ -28,9 +28,9 @@ class ShardSettings:
     """After a swap, the previous module keeps running beside the new one for at least
     this many batches (and until one flush with rows was compared); its output is what
     is emitted, and any difference or trap of the new module rolls the swap back."""
-    checkpoint_every_batches: int = 500
+    checkpoint_every_batches: int = 100
     """A checkpoint is written after this many journaled batches (0: only on request)."""
-    checkpoint_every_s: float = 30.0
+    checkpoint_every_s: float = 10.0
     """... or when this many seconds passed since the last one, whichever comes first."""
     poll_interval_s: float = 300.0
     """How often the shard asks the registry for newer versions, in case a push was missed."""
@@ -70,9 +70,9 @@ class ShardSettings:
         values = dict(data)
         try:
             if "shadow" in values:
-                values["shadow"] = ShadowSettings.from_mapping(values["shadow"] or {}, f"{source}: shadow")
+                values["shadow"] = ShadowSettings.from_mapping(values["shadow"] or {}, "shadow")
             if "sandbox" in values:
-                values["sandbox"] = SandboxConfig.from_mapping(values["sandbox"] or {}, f"{source}: sandbox")
+                values["sandbox"] = SandboxConfig.from_mapping(values["sandbox"] or {}, "sandbox")
             if "trusted_keys" in values:
                 keys = values["trusted_keys"] or []
                 if not isinstance(keys, list):

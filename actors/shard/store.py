@@ -26,6 +26,14 @@ from actors.errors import StateError
 _FRAME = struct.Struct("<II")
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ShardStore:
     def __init__(self, root: Path, fsync: bool = False) -> None:
         self.root = root
@@ -48,9 +56,12 @@ class ShardStore:
         if self._checkpoint_path.exists():
             try:
                 with open(self._checkpoint_path, "rb") as f:
-                    self.epoch, snapshot = pickle.load(f)
-            except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-                raise StateError(f"{self._checkpoint_path}: unreadable checkpoint: {e}") from None
+                    epoch, snapshot = pickle.load(f)
+                if not isinstance(epoch, int) or epoch < 0:
+                    raise ValueError(f"journal number {epoch!r}")
+                self.epoch = epoch
+            except Exception as e:  # whatever it holds, recovery must not guess
+                raise StateError(f"{self._checkpoint_path}: unreadable checkpoint: {e!r}") from None
         for old in self.root.glob("journal-*.log"):
             if old != self._journal_path(self.epoch):
                 old.unlink()  # superseded by the checkpoint
@@ -61,11 +72,19 @@ class ShardStore:
             pos = 0
             while pos + _FRAME.size <= len(data):
                 n, crc = _FRAME.unpack_from(data, pos)
-                body = data[pos + _FRAME.size : pos + _FRAME.size + n]
-                if len(body) < n or zlib.crc32(body) != crc:
+                end = pos + _FRAME.size + n
+                body = data[pos + _FRAME.size : end]
+                if n == 0 or len(body) < n or zlib.crc32(body) != crc:
+                    if n and end < len(data):
+                        # A crash tears only the last frame: damage followed by more
+                        # frames is corruption of acknowledged records.
+                        raise StateError(f"{path}: damaged record at byte {pos} followed by {len(data) - end} more bytes")
                     break
-                records.append(pickle.loads(body))
-                pos += _FRAME.size + n
+                try:
+                    records.append(pickle.loads(body))
+                except Exception as e:
+                    raise StateError(f"{path}: record at byte {pos} does not load: {e!r}") from None
+                pos = end
             if pos < len(data):
                 with open(path, "r+b") as f:
                     f.truncate(pos)  # a torn frame: never acknowledged
@@ -93,6 +112,8 @@ class ShardStore:
             if self.fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, self._checkpoint_path)
+        if self.fsync:
+            _fsync_dir(self.root)  # the rename is durable before the old journal goes
         if self._file is not None:
             self._file.close()
             self._file = None

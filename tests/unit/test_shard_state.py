@@ -74,7 +74,9 @@ def test_a_swap_while_batches_keep_arriving_changes_nothing_downstream() -> None
     assert pending is not None
     lane = state.lane(SMALL.org)
     prepared = lane.prepare(pending)
-    feed(state, batches[5:9], first_seq=5)  # arrive between prepare and commit: caught up at commit
+    feed(state, batches[5:7], first_seq=5)  # arrive after prepare: caught up without the lock...
+    assert lane.catch_up(prepared) == 0 and pending.applied > 0
+    feed(state, batches[7:9], first_seq=7)  # ... and these under it, at commit
     events = state.finish_swap(SMALL.org, pending, prepared)
     assert any(isinstance(e, Swapped) for e in events)
     assert lane.served.entry.version == 2 and lane.previous is not None
