@@ -118,11 +118,23 @@ class ShardActor:
 
     def ingest(self, org: int, source: str, seq: int, payloads: list[bytes]) -> Ack:
         with self.lock:
-            return self.state.ingest(org, source, seq, payloads)
+            ack = self.state.ingest(org, source, seq, payloads)
+        self._start_queued(org)
+        return ack
 
     def drain(self, org: int) -> int:
         with self.lock:
-            return self.state.drain(org)
+            rows = self.state.drain(org)
+        self._start_queued(org)
+        return rows
+
+    def _start_queued(self, org: int) -> None:
+        """An offer that waited for a swap or a probation to end starts once they have."""
+        with self.lock:
+            lane = self.state.lanes.get(org)
+            queued = lane.take_queued() if lane is not None and lane.queued is not None else None
+        if queued is not None:
+            self.offer(queued[0].to_dict(), queued[1])
 
     # --- tenants and modules ---------------------------------------------------------------
 

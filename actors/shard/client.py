@@ -8,6 +8,7 @@ without counting it, so a retry never counts twice.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,17 +22,21 @@ from actors.shard.state import Ack
 
 class ShardClient:
     def __init__(self, source: str, resolve: Callable[[int], Any], retry_for_s: float = 120.0, call_timeout_s: float = 120.0) -> None:
-        """``resolve(org)`` returns the shard actor handle serving ``org`` now."""
+        """``resolve(org)`` returns the shard actor handle serving ``org`` now. ``source``
+        must be unique to this client for the life of the shards' state: sequence numbers
+        start at 0, and a shard acknowledges a number it has seen as a duplicate."""
         self.source = source
         self.resolve = resolve
         self.retry_for_s = retry_for_s
         self.call_timeout_s = call_timeout_s
         self.seq = 0
         self.retries = 0
+        self._lock = threading.Lock()
 
     def send(self, org: int, payloads: Sequence[bytes]) -> Ack:
-        seq = self.seq
-        self.seq += 1
+        with self._lock:
+            seq = self.seq
+            self.seq += 1
         deadline = time.monotonic() + self.retry_for_s
         delay = 0.05
         while True:

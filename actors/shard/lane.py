@@ -233,6 +233,7 @@ class Lane:
         self.probation_rows = 0
         self.pending: PendingSwap | None = None
         self.queued: tuple[SignedManifest, bytes] | None = None
+        self._isolated = False
         if state is not None:
             self.flushed_to, self.max_ts, self.flush_seq = state.flushed_to, state.max_ts, state.flush_seq
             self.retained = deque(state.retained)
@@ -256,6 +257,7 @@ class Lane:
     def ingest(self, payloads: Sequence[bytes], label: str = "") -> tuple[BatchResult, list[Event]]:
         """Runs one batch; returns its result (as counted) and what happened."""
         events: list[Event] = []
+        self._isolated = False
         res = self._process(payloads, label, events)
         rejected: dict[str, int] = {}
         for r in res.rejections:
@@ -263,11 +265,14 @@ class Lane:
         self.account.record_batch(len(payloads), res.accepted, rejected, res.points, res.nonfinite, res.late, self.clock())
         dropped = {r.index for r in res.rejections}
         kept = tuple(p for i, p in enumerate(payloads) if i not in dropped)
+        # A batch that had to be run a message at a time is kept that way: replayed
+        # whole, it might trap again (a deadline or memory limit hit by its size).
+        chunks = [(p,) for p in kept] if self._isolated else [kept]
         if self.pending is not None:
-            self.pending.ops.append(("batch", kept))
+            self.pending.ops += [("batch", c) for c in chunks]
         if res.max_ts is not None:
             self.max_ts = res.max_ts if self.max_ts is None else max(self.max_ts, res.max_ts)
-            self.retained.append(Retained(kept, res.max_ts))
+            self.retained += [Retained(c, res.max_ts) for c in chunks]
         wm = self._watermark()
         if wm is not None:
             self._flush(wm, events)
@@ -316,6 +321,7 @@ class Lane:
     def _isolate(self, served: Served, payloads: Sequence[bytes], label: str, detail: str, events: list[Event]) -> BatchResult:
         """A batch trapped: rebuild the instance and run the batch a message at a time;
         a message that traps on its own is rejected (``kernel_trap``), the rest count."""
+        self._isolated = True
         done: list[bytes] = []
         total = BatchResult()
         kernel = self._fresh(served.entry.wasm)
@@ -346,12 +352,22 @@ class Lane:
             kernel.flush(self.flushed_to, "rebuild")
         for r in self.retained:
             kernel.process(r.payloads, "rebuild")
-        if extra:
-            kernel.process(extra, "rebuild")
+        for p in extra:
+            kernel.process([p], "rebuild")
         return kernel
 
     def _flush(self, watermark: int, events: list[Event]) -> None:
-        rows = self.authoritative.kernel.flush(watermark, f"flush to {watermark}")
+        auth = self.authoritative
+        try:
+            rows = auth.kernel.flush(watermark, f"flush to {watermark}")
+        except KernelError as e:
+            # The instance is unusable; a fresh one holds the same view (this batch is
+            # retained already). A module whose flush traps again is broken: that escapes.
+            events.append(MessageTrapped(self.org, auth.entry.version, -1, f"flush: {e}"))
+            if self.previous is not None:
+                self.served, self.previous = self.previous, None
+            auth.kernel = self._fresh(auth.entry.wasm)
+            rows = auth.kernel.flush(watermark, f"flush to {watermark} (rebuilt)")
         if self.previous is not None:
             try:
                 got = self.served.kernel.flush(watermark, f"flush to {watermark}")
@@ -440,9 +456,9 @@ class Lane:
         """The slow part, outside the lock: reads only ``pending`` and the lane's constants."""
         t0 = time.perf_counter()
         new = self.make_kernel(pending.entry.wasm, self.config)
-        n = len(pending.holdout)
-        if n:
-            _shadow_compare(self.make_kernel(pending.entry.wasm, self.config), self.make_kernel(pending.against.wasm, self.config), pending.holdout)
+        n = 0
+        if pending.holdout:
+            n = _shadow_compare(self.make_kernel(pending.entry.wasm, self.config), self.make_kernel(pending.against.wasm, self.config), pending.holdout)
         try:
             if pending.flushed_to is not None:
                 new.flush(pending.flushed_to, "rebuild")
@@ -514,7 +530,12 @@ class Lane:
             self.pending = None
         if self.queued is not None and self.queued[0].manifest.version == version:
             self.queued = None
-        if self.served.entry.version == version:
+        if self.previous is not None and self.previous.entry.version == version:
+            # The module being compared against is revoked: the new one (whose view is
+            # exact, it ran every batch) takes over now.
+            self.previous = None
+            events.append(Promoted(self.org, self.served.entry))
+        elif self.served.entry.version == version:
             if self.previous is not None:
                 self._rollback(f"revoked: {reason}", events)
             elif self.fallback is not None and self.fallback.version not in self.bad_versions:
@@ -525,10 +546,13 @@ class Lane:
                 events += [RolledBack(self.org, bad.version, entry.version, f"revoked: {reason}"), Promoted(self.org, entry)]
         return events
 
-    def adopt(self, entry: ModuleEntry) -> None:
+    def adopt(self, entry: ModuleEntry, fallback: ModuleEntry | None) -> None:
         """Recovery: the journal says this module's results counted from here on."""
         self.previous = None
-        self.served = Served(entry, self._fresh(entry.wasm))
+        self.fallback = fallback
+        if entry.sha256 != self.served.entry.sha256 or entry.version != self.served.entry.version:
+            self.served = Served(entry, self._fresh(entry.wasm))
+            self.account.record_module(entry.version, entry.origin, self.clock())
 
     # --- state -------------------------------------------------------------------------
 
@@ -567,21 +591,30 @@ class Lane:
         }
 
 
-def _shadow_compare(new: Kernel, current: Kernel, holdout: Sequence[bytes]) -> None:
-    """Fresh instances of both modules on the held-back messages: counts and rows must be equal."""
+def _shadow_compare(new: Kernel, current: Kernel, holdout: Sequence[bytes]) -> int:
+    """Fresh instances of both modules on the held-back messages: counts and rows must be
+    equal. Returns the messages compared; 0 when the serving module itself cannot run
+    them (that is not the new module's fault: the check is skipped, not failed)."""
     got_counts: list[Any] = []
     want_counts: list[Any] = []
     for i in range(0, len(holdout), 64):
         chunk = holdout[i : i + 64]
         try:
+            want_counts.append(_counts(current.process(chunk, f"shadow {i}")))
+        except KernelError:
+            return 0
+        try:
             got_counts.append(_counts(new.process(chunk, f"shadow {i}")))
         except KernelError as e:
             raise ModuleRejected("shadow_trap", str(e)) from None
-        want_counts.append(_counts(current.process(chunk, f"shadow {i}")))
+    try:
+        want = output_hash(current.flush(FLUSH_ALL, "shadow"))
+    except KernelError:
+        return 0
     try:
         got = output_hash(new.flush(FLUSH_ALL, "shadow"))
     except KernelError as e:
         raise ModuleRejected("shadow_trap", str(e)) from None
-    want = output_hash(current.flush(FLUSH_ALL, "shadow"))
     if got_counts != want_counts or got != want:
         raise ModuleRejected("shadow_mismatch", f"on {len(holdout)} held-back messages: output hash {got[:12]} vs {want[:12]} of the serving module")
+    return len(holdout)

@@ -17,7 +17,7 @@ Journal records (tuples; the first item names them)::
 
     ("add", config, entry)                  an org starts being served
     ("batch", org, source, seq, payloads)   a batch acknowledged
-    ("module", org, entry)                  the module whose results count changed
+    ("module", org, entry, fallback)        the module whose results count changed
     ("bad", org, version)                   a version is bad (rolled back, rejected, revoked)
     ("drain", org)                          every bucket flushed
     ("out", org) / ("in", export)           an org moved away / arrived
@@ -176,12 +176,13 @@ class ShardState:
     def _handle(self, lane: Lane, events: list[Event]) -> int:
         """Acts on a lane's events, after the work that caused them is journaled."""
         rows = 0
-        for e in events:
+        # Journal records and reports first: a failing sink must not skip them.
+        for e in sorted(events, key=lambda e: isinstance(e, Flushed)):
             if isinstance(e, Flushed):
                 self.sink.write(e.org, e.flush_seq, e.rows)
                 rows += len(e.rows)
             elif isinstance(e, Promoted):
-                self._journal(("module", e.org, e.entry))
+                self._journal(("module", e.org, e.entry, lane.fallback))
             elif isinstance(e, RolledBack | SwapRejected):
                 version = e.bad_version if isinstance(e, RolledBack) else e.version
                 report = isinstance(e, RolledBack) or e.report_bad
@@ -310,7 +311,7 @@ class ShardState:
             _, org, source, seq, payloads = rec
             self.ingest(org, source, seq, payloads)
         elif kind == "module":
-            self.lane(rec[1]).adopt(rec[2])
+            self.lane(rec[1]).adopt(rec[2], rec[3])
         elif kind == "bad":
             self.lane(rec[1]).bad_versions.add(rec[2])
         elif kind == "drain":

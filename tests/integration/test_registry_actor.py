@@ -98,9 +98,14 @@ def test_a_restarted_registry_serves_the_same_versions(registry: tuple[Any, Trus
     ray.get(reg.subscribe.remote("shard-0", shard, [W1.org]))
     published = ray.get(reg.publish.remote(W1.org, CH, wasm("kept"), {"origin": "specialized"}))
     ray.kill(reg, no_restart=False)
-    # Calls are retried until the actor is back; it has reloaded everything from disk.
+    # ray.kill returns before the process is gone: wait until the restarted actor answers
+    # (its subscriptions are in memory only, so an empty list shows the process restarted).
+    deadline = time.monotonic() + 60
+    while ray.get(reg.subscribers.remote(), timeout=60) != []:
+        assert time.monotonic() < deadline, "the registry did not restart"
+        time.sleep(0.05)
+    # It has reloaded everything from disk.
     assert ray.get(reg.latest.remote(W1.org, CH), timeout=60) == published
-    assert ray.get(reg.subscribers.remote()) == []  # in-memory only: the process did restart
     signed, ref = ray.get(reg.fetch.remote(W1.org, CH, 1))
     check_module(SignedManifest.from_dict(signed), ray.get(ref), trust)
     again = ray.get(reg.publish.remote(W1.org, CH, wasm("next"), {"origin": "evolved"}))

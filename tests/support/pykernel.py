@@ -5,6 +5,7 @@ without wasm. Its "module bytes" name its behaviour::
     b"py-wrong:<tag>"      every row's value is off by one
     b"py-trap:<tag>"       traps on its first batch
     b"py-invalid:<tag>"    refused when started (like a module that fails validation)
+    b"py-small:<tag>"      traps on any call with more than 4 messages (a size limit)
 
 and any kernel traps on a payload equal to ``POISON``.
 """
@@ -29,7 +30,7 @@ class PyKernel:
         kind = wasm.split(b":", 1)[0]
         if kind == b"py-invalid":
             raise ModuleRejected("invalid", "this test module is invalid")
-        if kind not in (b"py", b"py-wrong", b"py-trap"):
+        if kind not in (b"py", b"py-wrong", b"py-trap", b"py-small"):
             raise ModuleRejected("invalid", f"not a test module: {wasm[:20]!r}")
         self.kind = kind
         self.view = LiteralView(config)
@@ -40,7 +41,7 @@ class PyKernel:
         if self.poisoned:
             raise KernelTrap("instance unusable", batch)
         self.calls += 1
-        if self.kind == b"py-trap" or POISON in payloads:
+        if self.kind == b"py-trap" or POISON in payloads or (self.kind == b"py-small" and len(payloads) > 4):
             self.poisoned = True
             raise KernelTrap("test module trapped", batch)
         res = BatchResult()

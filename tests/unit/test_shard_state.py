@@ -269,3 +269,41 @@ def test_a_newer_offer_during_a_swap_is_queued_and_the_newest_wins() -> None:
     feed(state, batches_of(PAYLOADS, 8))
     queued = lane.take_queued()
     assert queued is not None and queued[0].manifest.version == 4
+
+
+def test_a_revoke_after_recovery_does_what_it_did_live() -> None:
+    journal, sink = MemJournal(), MemorySink()
+    state = new_state(journal=journal, sink=sink)
+    state.add_tenant(SMALL, *module(SMALL, b"py:generic", 1))
+    batches = batches_of(PAYLOADS, 8)
+    swap(state, b"py:v2", 2)
+    feed(state, batches[:6])  # v2 passes probation; v1 is its fallback
+    state = new_state(journal=journal, sink=sink)
+    state.restore(*journal.load())
+    assert state.lane(SMALL.org).fallback is not None
+    state.revoke(SMALL.org, 2, "operator")
+    assert state.lane(SMALL.org).served.entry.version == 1
+
+
+def test_a_batch_run_a_message_at_a_time_is_never_replayed_whole() -> None:
+    sink = MemorySink()
+    state = new_state(sink=sink)
+    state.add_tenant(SMALL, *module(SMALL, b"py-small:x", 1))  # traps on calls of more than 4 messages
+    batches = batches_of(PAYLOADS, 8)
+    feed(state, batches)  # every batch is isolated; rebuilds must not trap on them
+    state.drain(SMALL.org)
+    assert output_hash(sink.rows(SMALL.org)) == output_hash(expected(SMALL, batches, LATENESS).rows)
+    assert state.lane(SMALL.org).account.rejected == {}
+
+
+def test_revoking_the_module_compared_against_ends_the_probation() -> None:
+    state, sink = started()
+    batches = batches_of(PAYLOADS, 8)
+    swap(state, b"py:v2", 2)
+    lane = state.lane(SMALL.org)
+    assert lane.previous is not None
+    events = state.revoke(SMALL.org, 1, "operator")
+    assert any(isinstance(e, Promoted) for e in events) and lane.previous is None and lane.served.entry.version == 2
+    feed(state, batches)
+    state.drain(SMALL.org)
+    assert output_hash(sink.rows(SMALL.org)) == output_hash(expected(SMALL, batches, LATENESS).rows)
