@@ -254,11 +254,22 @@ class Lane:
 
     # --- the data path -------------------------------------------------------------
 
-    def ingest(self, payloads: Sequence[bytes], label: str = "") -> tuple[BatchResult, list[Event]]:
-        """Runs one batch; returns its result (as counted) and what happened."""
+    def ingest(self, payloads: Sequence[bytes], label: str = "", skip: frozenset[int] = frozenset()) -> tuple[BatchResult, list[Event]]:
+        """Runs one batch; returns its result (as counted) and what happened. Messages
+        at the indices in ``skip`` are rejected as ``kernel_trap`` without running: on
+        replay, the ones that trapped live (a deadline depends on the machine's load, so
+        replay must not decide again)."""
         events: list[Event] = []
         self._isolated = False
-        res = self._process(payloads, label, events)
+        if skip:
+            index = [i for i in range(len(payloads)) if i not in skip]
+            sub = self._process([payloads[i] for i in index], label, events)
+            res = BatchResult(sub.accepted, sub.points, sub.nonfinite, sub.late, sub.max_ts)
+            res.rejections = sorted(
+                [Rejection(index[r.index], r.reason, r.offset) for r in sub.rejections] + [Rejection(i, "kernel_trap", 0) for i in skip], key=lambda r: r.index
+            )
+        else:
+            res = self._process(payloads, label, events)
         rejected: dict[str, int] = {}
         for r in res.rejections:
             rejected[r.reason] = rejected.get(r.reason, 0) + 1

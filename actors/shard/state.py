@@ -16,7 +16,8 @@ same flush numbers, and the sink (idempotent per org and flush number) ends the 
 Journal records (tuples; the first item names them)::
 
     ("add", config, entry)                  an org starts being served
-    ("batch", org, source, seq, payloads)   a batch acknowledged
+    ("batch", org, source, seq, payloads, trapped)  a batch acknowledged; ``trapped``: the
+                                            indices of messages that trapped the module
     ("module", org, entry, fallback)        the module whose results count changed
     ("bad", org, version)                   a version is bad (rolled back, rejected, revoked)
     ("drain", org)                          every bucket flushed
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 
 from actors.config import TenantConfig
 from actors.errors import ModuleRejected, NotServed, PayloadError
+from actors.kernel.abi import config_hash
 from actors.reservoir import ShadowSampler
 from actors.shard.lane import Event, Flushed, KernelFactory, Lane, LaneState, ModuleEntry, PendingSwap, Prepared, Promoted, RolledBack, SwapRejected
 from actors.shard.settings import ShardSettings
@@ -146,18 +148,19 @@ class ShardState:
 
     # --- the data path ---------------------------------------------------------------------
 
-    def ingest(self, org: int, source: str, seq: int, payloads: Sequence[bytes]) -> Ack:
+    def ingest(self, org: int, source: str, seq: int, payloads: Sequence[bytes], skip: frozenset[int] = frozenset()) -> Ack:
         lane = self.lane(org)
         if len(payloads) > self.settings.max_batch_messages:
             raise PayloadError("batch_too_large", f"{len(payloads)} messages in one call; at most {self.settings.max_batch_messages}")
         seen = self.seen.setdefault(org, {})
         if seq <= seen.get(source, -1):
             return Ack(org, source, seq, len(payloads), 0, {}, True, lane.served.entry.version)
-        res, events = lane.ingest(payloads, f"{source}#{seq}")
+        res, events = lane.ingest(payloads, f"{source}#{seq}", skip)
         self.sampler.offer(org, payloads, self.rng)
         seen[source] = seq
         self.batches += 1
-        self._journal(("batch", org, source, seq, tuple(payloads)))
+        trapped = tuple(r.index for r in res.rejections if r.reason == "kernel_trap")
+        self._journal(("batch", org, source, seq, tuple(payloads), trapped))
         rows = self._handle(lane, events)
         rejected: dict[str, int] = {}
         for r in res.rejections:
@@ -257,8 +260,16 @@ class ShardState:
         st = export.lane
         if st.config.org in self.lanes:
             raise ModuleRejected("already_served", f"org {st.config.org} is already served by {self.name}")
-        if st.entry.signed is not None:
-            check_module(st.entry.signed, st.entry.wasm, self.trust)
+        chash = config_hash(st.config)
+        for entry in (st.entry, st.fallback):
+            if entry is None:
+                continue
+            # Nothing reaches a lane unsigned, even from another shard.
+            if entry.signed is None:
+                raise ModuleRejected("unsigned", f"org {st.config.org} version {entry.version} arrives without a signed manifest")
+            check_module(entry.signed, entry.wasm, self.trust)
+            if entry.signed.manifest.org != st.config.org or entry.signed.manifest.config_hash != chash:
+                raise ModuleRejected("wrong_tenant", f"version {entry.version} is not signed for org {st.config.org} with this config")
         lane = Lane(st.config, st.entry, self.settings, self.make_kernel, self.trust, self.clock, st)
         self.lanes[st.config.org] = lane
         self.sampler.import_(st.config.org, export.samples)
@@ -308,8 +319,8 @@ class ShardState:
             self.lanes[config.org] = Lane(config, entry, self.settings, self.make_kernel, self.trust, self.clock)
             self.seen.setdefault(config.org, {})
         elif kind == "batch":
-            _, org, source, seq, payloads = rec
-            self.ingest(org, source, seq, payloads)
+            _, org, source, seq, payloads, trapped = rec
+            self.ingest(org, source, seq, payloads, frozenset(trapped))
         elif kind == "module":
             self.lane(rec[1]).adopt(rec[2], rec[3])
         elif kind == "bad":

@@ -307,3 +307,42 @@ def test_revoking_the_module_compared_against_ends_the_probation() -> None:
     feed(state, batches)
     state.drain(SMALL.org)
     assert output_hash(sink.rows(SMALL.org)) == output_hash(expected(SMALL, batches, LATENESS).rows)
+
+
+def test_a_message_that_trapped_live_is_not_run_again_on_replay() -> None:
+    journal, sink = MemJournal(), MemorySink()
+    state = new_state(journal=journal, sink=sink)
+    state.add_tenant(SMALL, *module(SMALL, b"py:generic", 1))
+    batches = batches_of(PAYLOADS, 8)
+    poisoned = [*batches[0][:2], POISON, *batches[0][2:]]
+    assert state.ingest(SMALL.org, "src", 0, poisoned).rejected == {"kernel_trap": 1}
+    _, records = journal.load()
+    assert records[-1][0] == "batch" and records[-1][5] == (2,)
+    # Replayed, the journal decides: the message is rejected again without being run,
+    # even by a module it would not trap (a deadline trap depends on the machine's load).
+    records[-1] = (*records[-1][:4], tuple(b"" if p == POISON else p for p in poisoned), (2,))
+    again = new_state(journal=MemJournal(), sink=MemorySink())
+    again.restore(None, records)
+    assert again.lane(SMALL.org).account.rejected == {"kernel_trap": 1}
+    assert again.lane(SMALL.org).account.messages_accepted == len(batches[0])
+
+
+def test_an_org_arriving_with_an_unsigned_or_foreign_module_is_refused() -> None:
+    from dataclasses import replace
+
+    a, _ = started()
+    export = a.export_org(SMALL.org)
+    b = new_state(name="shard-b")
+    unsigned = replace(export, lane=replace(export.lane, entry=replace(export.lane.entry, signed=None)))
+    with pytest.raises(ModuleRejected) as e:
+        b.import_org(unsigned)
+    assert e.value.reason == "unsigned"
+    other_signer = replace(
+        export, lane=replace(export.lane, entry=replace(export.lane.entry, signed=module(SMALL, b"py:generic", 1, signer=Signer.generate())[0]))
+    )
+    with pytest.raises(ModuleRejected) as e:
+        b.import_org(other_signer)
+    assert e.value.reason == "untrusted_key"
+    assert SMALL.org not in b.lanes
+    b.import_org(export)
+    assert SMALL.org in b.lanes
