@@ -45,29 +45,8 @@ fi
 case "$job" in
   setup) echo "setup: done (.venv/bin/evoagg is ready)" ;;
   demo)
-    mkdir -p out
-    for w in w1:1042 w2:2077; do
-      name=${w%%:*}; org=${w##*:}
-      echo "== $name (org $org): generic kernel"
-      .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 2000 --seed 7 --out "out/$name.bin"
-      .venv/bin/evoagg replay --config "configs/tenants/$org.yaml" --input "out/$name.bin" --kernel generic --out "out/$name.parquet"
-      echo "== $name: specialize (output hash next to the generic kernel's)"
-      .venv/bin/evoagg specialize --config "configs/tenants/$org.yaml" --out "out/spec-$org" --messages "out/$name.bin"
-      echo "== $name: verify the specialized kernel on the Ray verifier pool"
-      .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 300 --seed 1007 --out "out/$name-heldback.bin"
-      .venv/bin/evoagg gen --workload "configs/workloads/$name.yaml" --messages 200 --seed 8 --out "out/$name-training.bin"
-      .venv/bin/evoagg verify --config "configs/tenants/$org.yaml" --source "out/spec-$org" \
-        --messages "out/$name-heldback.bin" --training "out/$name-training.bin" --report "out/verify-$org.json"
-      echo "== $name: benchmark (out/bench-$name.json, out/bench-$name.png)"
-      .venv/bin/evoagg bench --workload "configs/workloads/$name.yaml" --messages "$([ "$name" = w1 ] && echo 300 || echo 100)" \
-        --plot "out/bench-$name.png" --out "out/bench-$name.json" --quiet
-      echo "== $name: evolve (offline proposer, 2 islands on Ray; out/evolve-$org/)"
-      rm -rf "out/evolve-$org"
-      .venv/bin/evoagg evolve --workload "configs/workloads/$name.yaml" --generations 6 --islands 2 \
-        --training "$([ "$name" = w1 ] && echo 400 || echo 150)" --held-back 150 --workdir "out/evolve-$org" --json > "out/evolve-$org.json"
-      .venv/bin/python -c 'import json, sys; d = json.load(open(sys.argv[1])); keys = ("best", "specialized_ratio_to_generic", "candidates", "accepted", "duplicates", "rejections_by_stage", "seconds"); print(json.dumps({k: d[k] for k in keys}, indent=1))' "out/evolve-$org.json"
-      echo
-    done
+    # The main job: two tenants served, improved and hot-swapped under traffic (README).
+    exec .venv/bin/evoagg demo --duration "${EVOAGG_DEMO_SECONDS:-180}" --out out/demo
     ;;
   test) exec .venv/bin/python -m pytest -q ;;
   *) echo "usage: bash setup.sh [setup|demo|test]" >&2; exit 2 ;;

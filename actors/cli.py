@@ -1,4 +1,4 @@
-"""The ``evoagg`` command line: ``gen``, ``replay``, ``specialize``, ``verify``, ``bench``, ``evolve``, ``keygen``.
+"""The ``evoagg`` command line: ``gen``, ``replay``, ``specialize``, ``verify``, ``bench``, ``evolve``, ``keygen``, ``demo``, ``serve``, ``status``.
 
 Exit codes: 0 success, 1 a runtime failure (a kernel trapped, a build failed, a
 candidate was rejected, outputs differ), 2 bad usage or bad input files.
@@ -281,6 +281,66 @@ def _evolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from actors.demo import print_summary, run_demo
+
+    if args.duration < 20 or args.generations < 1 or args.islands < 1:
+        raise ConfigError("--duration must be >= 20 s; --generations and --islands >= 1")
+    summary = run_demo(args.out, args.duration, args.generations, args.islands, live=not args.json)
+    if args.json:
+        print(json.dumps({k: summary[k] for k in ("tenants", "rejections_by_reason", "chart")}))
+    else:
+        print_summary(summary)
+    ok = all(t["messages_in"] == t["messages_accounted"] == t["messages_received"] for t in summary["tenants"])
+    return 0 if ok else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from actors.control import connect
+    from actors.loading import load_evolution, load_shard_settings, load_tenant, load_workload
+
+    options: dict[str, Any] = {"shards": args.shards, "shard_cpus": args.shard_cpus}
+    if args.shard_settings:
+        options["shard_settings"] = load_shard_settings(args.shard_settings)
+    if args.evolution:
+        options["evolution"] = load_evolution(args.evolution)
+    tenants = [load_tenant(p) for p in args.tenant]
+    workloads = [load_workload(p) for p in args.traffic]
+    ctl = connect(args.address, root=args.root, **options)
+    known = set(ctl.status()["tenants"])
+    for t in tenants:
+        if t.org not in known:
+            ctl.add_tenant(t)
+            print(f"evoagg serve: serving org {t.org}", file=sys.stderr)
+    for w in workloads:
+        if w.tenant.org not in known and w.tenant.org not in {t.org for t in tenants}:
+            ctl.add_tenant(w.tenant)
+        print(f"evoagg serve: {ctl.start_traffic(w.tenant.org, w)}", file=sys.stderr)
+    for org in args.evolve:
+        print(f"evoagg serve: {ctl.evolve(org)}", file=sys.stderr)
+    print(json.dumps(ctl.status()["mapping"]))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from actors.control import connect
+
+    st = connect(args.address, start=False).status()
+    if args.json:
+        print(json.dumps(st, default=str))
+        return 0
+    for name, sh in st["shards"].items():
+        print(f"{name}: orgs {sh['orgs']}, {sh['batches']} batches, recovered {sh['recovery']}")
+    for org, t in sorted(st["tenants"].items()):
+        imp = t.get("improvement") or {}
+        print(
+            f"org {org} on {t['shard']}: v{t['module']['version']} {t['module']['origin']}, {t['msg_per_s']:.0f} msg/s "
+            f"(capacity {t['capacity_msg_per_s'] or 0:,.0f}), {t['messages_received']} received, rejected {t['rejected']}, "
+            f"swaps {t['swaps']}, rollbacks {t['rollbacks']}; {imp.get('stage', '')}"
+        )
+    return 0
+
+
 def _keygen(args: argparse.Namespace) -> int:
     from actors.signing import Signer, keygen
 
@@ -353,6 +413,31 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--swaps", type=int, default=10, help="with --live: swaps to measure")
     b.add_argument("--no-kill", action="store_true", help="with --live: do not kill the shard")
     b.set_defaults(fn=_bench)
+
+    d = sub.add_parser("demo", help="the main job: two tenants served, improved and hot-swapped under traffic; live view, summary, chart")
+    d.add_argument("--duration", type=float, default=180.0, help="seconds (default 180)")
+    d.add_argument("--generations", type=int, default=3, help="evolution generations per tenant (none starts in the last 75 s)")
+    d.add_argument("--islands", type=int, default=2)
+    d.add_argument("--out", type=Path, default=Path("out/demo"), help="state, chart (demo.png) and summary (demo.json)")
+    d.add_argument("--json", action="store_true", help="print the summary as JSON (no live view)")
+    d.set_defaults(fn=_demo)
+
+    sv = sub.add_parser("serve", help="start (or join) the long-running system on a Ray cluster: registry, shards, tenants, traffic")
+    sv.add_argument("--address", default="auto", help="Ray address: auto, ray://head:10001 (default auto)")
+    sv.add_argument("--root", type=Path, default=Path("evoagg-state"), help="keys, registry, shard state and sink (shared storage on a cluster)")
+    sv.add_argument("--shards", type=int, default=2)
+    sv.add_argument("--shard-cpus", type=float, default=1.0)
+    sv.add_argument("--shard-settings", type=Path, help="shard settings YAML (configs/shard.yaml)")
+    sv.add_argument("--evolution", type=Path, help="evolution settings YAML (configs/evolution.yaml)")
+    sv.add_argument("--tenant", type=Path, action="append", default=[], help="tenant config YAML (repeatable)")
+    sv.add_argument("--traffic", type=Path, action="append", default=[], help="workload YAML to generate traffic from (repeatable)")
+    sv.add_argument("--evolve", type=int, action="append", default=[], help="org to improve at once (repeatable)")
+    sv.set_defaults(fn=_serve)
+
+    st = sub.add_parser("status", help="the running system's status (tenants, shards, modules, evolution, throughput)")
+    st.add_argument("--address", default="auto")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=_status)
     e = sub.add_parser("evolve", help="evolve a tenant's kernel on Ray: islands, verified candidates, git lineage; JSON summary")
     e.add_argument("--config", type=Path, help="tenant YAML (traffic derived from the config)")
     e.add_argument("--workload", type=Path, help="workload YAML (its tenant; training and held-back traffic from it, different seeds)")

@@ -154,9 +154,11 @@ def _absolute(entry: str | Path) -> str:
     return str(Path(entry).resolve())
 
 
-def start_registry(root: Path, key_path: Path, name: str = "evoagg-registry", trusted_previous: Iterable[str | Path] = (), namespace: str | None = None) -> Any:
+def start_registry(
+    root: Path, key_path: Path, name: str = "evoagg-registry", trusted_previous: Iterable[str | Path] = (), namespace: str | None = None, detached: bool = False
+) -> Any:
     """The named registry actor, created unless it already runs (then its handle is returned).
     ``trusted_previous``: public keys (hex or ``.pub`` paths) that signed earlier versions."""
     entries = [_absolute(e) for e in trusted_previous]
-    options = RegistryActor.options(name=name, namespace=namespace, get_if_exists=True)  # type: ignore[attr-defined]
+    options = RegistryActor.options(name=name, namespace=namespace, get_if_exists=True, lifetime="detached" if detached else None)  # type: ignore[attr-defined]
     return options.remote(str(root.resolve()), str(key_path.resolve()), entries)

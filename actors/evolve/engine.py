@@ -219,9 +219,14 @@ def run_evolution(
     resume: bool = False,
     log: Callable[[str], None] = lambda s: None,
     proposer: Proposer | None = None,
+    progress: Callable[[dict[str, Any]], None] = lambda p: None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Evolves ``tenant``'s kernel for ``cfg.generations`` generations on ``cfg.islands``
-    islands; returns the summary. ``workdir`` holds ``candidates.sqlite`` and ``lineage/``."""
+    islands; returns the summary. ``workdir`` holds ``candidates.sqlite`` and ``lineage/``.
+    ``progress`` gets, after each generation, its number, the best fitness so far and the
+    generation's counts (built, accepted, rejected by stage). No generation starts after
+    ``deadline`` (``time.monotonic()``); the run then confirms and returns what it has."""
     t0 = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "candidates.sqlite"
@@ -244,6 +249,10 @@ def run_evolution(
     restarts = 0
     stopped: str | None = None
     for g in range(start, cfg.generations):
+        if deadline is not None and time.monotonic() > deadline:
+            log(f"deadline reached before generation {g}: stopping")
+            stopped = "deadline"
+            break
         results: list[dict[str, Any]] = []
         for i, ref in enumerate([a.run_generation.remote(g) for a in islands]):
             try:
@@ -277,6 +286,20 @@ def run_evolution(
         ray.get(store.save_run_state.remote("history", history))
         ray.get(store.save_run_state.remote("generation", g + 1))
         best_now = max((h[-1] for h in history if h and h[-1] is not None), default=None)
+        rejected_now: dict[str, int] = {}
+        for res in results:
+            for k, v in (res["rejected"] or {}).items():
+                rejected_now[k] = rejected_now.get(k, 0) + v
+        progress(
+            {
+                "generation": g,
+                "generations": cfg.generations,
+                "best_ratio": best_now,
+                "built": sum(r["built"] for r in results),
+                "accepted": sum(r["accepted"] for r in results),
+                "rejected": rejected_now,
+            }
+        )
         exhausted = [r for r in results if "budget_exhausted" in r]
         if exhausted and len(exhausted) == len(results):
             log(f"every island's proposal budget is spent ({exhausted[0]['budget_exhausted']}): stopping after generation {g}")
@@ -299,6 +322,8 @@ def run_evolution(
         wasm = build(materialize(tenant, Path(tmp), winner.source), package_name(tenant)).wasm
     (workdir / "best.wasm").write_bytes(wasm)
     summary["best"]["wasm"] = str(workdir / "best.wasm")
+    summary["best"]["report"] = winner.report
+    summary["best"]["generation"] = winner.generation
     return summary
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import ray
 
+from actors import metrics
 from actors.config import TenantConfig
 from actors.errors import ModuleRejected
 from actors.kernel.host import KernelHost
@@ -37,7 +38,8 @@ from actors.sink import ParquetSink, Sink
 log = logging.getLogger("evoagg.shard")
 
 SHARD_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "max_concurrency": 8, "num_cpus": 1}
-"""One CPU each: a shard is a busy actor. Threads inside: ingest, swaps, the poll, status."""
+"""One CPU each on a cluster (``start_shard(num_cpus=...)`` lowers it on a laptop, where
+builds and islands need the cores). Threads inside: ingest, swaps, the poll, status."""
 
 
 class RayRegistryPeer:
@@ -71,7 +73,10 @@ def kernel_factory(settings: ShardSettings) -> Callable[[bytes, TenantConfig], K
 
 
 def _structured(what: str, fields: dict[str, Any]) -> None:
+    """One JSON line per event, naming the org and module version (and reason)."""
     log.info(json.dumps({"event": what, **fields}, default=str))
+    if what in ("Swapped", "Promoted", "RolledBack", "SwapRejected") and "org" in fields:
+        metrics.module_event(str(fields.get("shard", "")), int(fields["org"]), what, str(fields.get("reason", "")))
 
 
 class ShardActor:
@@ -119,6 +124,11 @@ class ShardActor:
     def ingest(self, org: int, source: str, seq: int, payloads: list[bytes]) -> Ack:
         with self.lock:
             ack = self.state.ingest(org, source, seq, payloads)
+            if not ack.duplicate and self.state.batches % 16 == 0:
+                lane = self.state.lanes[org]
+                metrics.rates(self.name, org, lane.account.msg_rate.rate(time.time()), lane.capacity(), lane.served.entry.version)
+        if not ack.duplicate:
+            metrics.batch(self.name, org, ack.messages, ack.accepted, ack.rejected)
         self._start_queued(org)
         return ack
 
@@ -203,7 +213,18 @@ class ShardActor:
             lane = self.state.lanes.get(org)
             if lane is None or lane.config_hash != config_hash:
                 return []
-            return [type(e).__name__ for e in self.state.revoke(org, version, reason)]
+            events = [type(e).__name__ for e in self.state.revoke(org, version, reason)]
+            stuck = lane.served.entry.version in lane.bad_versions
+        if stuck:
+            # Serving a revoked version with nothing to fall back on: ask the registry now.
+            threading.Thread(target=self._poll_quietly, daemon=True).start()
+        return events
+
+    def _poll_quietly(self) -> None:
+        try:
+            self.poll_now()
+        except Exception as e:
+            _structured("poll_failed", {"shard": self.name, "error": repr(e)})
 
     def swaps_idle(self, timeout_s: float = 60.0) -> bool:
         """Waits until no swap is being prepared or queued (tests and demos)."""
@@ -228,7 +249,12 @@ class ShardActor:
             ]
         for org, chash, have in wanted:
             latest = self.registry.latest(org, chash)
-            if latest is None or latest["manifest"]["version"] <= have:
+            if latest is None or latest["manifest"]["version"] == have:
+                continue
+            with self.lock:
+                lane = self.state.lanes.get(org)
+                revoked = lane is not None and lane.served.entry.version in lane.bad_versions
+            if latest["manifest"]["version"] < have and not revoked:
                 continue
             signed, wasm = self.registry.fetch(org, chash, latest["manifest"]["version"])
             self.offer(signed, wasm)
@@ -317,7 +343,12 @@ def start_shard(
     registry_name: str | None = None,
     seed: int = 0,
     namespace: str | None = None,
+    num_cpus: float = 1,
+    detached: bool = False,
 ) -> Any:
     """A named shard actor (found again by name; restarted by Ray when it dies)."""
     sink_arg: Callable[[], Sink] | str = str(sink) if isinstance(sink, Path) else sink
-    return RemoteShard.options(name=name, namespace=namespace, get_if_exists=True).remote(name, str(state_dir), settings, sink_arg, registry_name, seed)  # type: ignore[attr-defined]
+    options = RemoteShard.options(  # type: ignore[attr-defined]
+        name=name, namespace=namespace, get_if_exists=True, num_cpus=num_cpus, lifetime="detached" if detached else None
+    )
+    return options.remote(name, str(state_dir), settings, sink_arg, registry_name, seed)

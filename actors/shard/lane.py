@@ -234,6 +234,7 @@ class Lane:
         self.pending: PendingSwap | None = None
         self.queued: tuple[SignedManifest, bytes] | None = None
         self._isolated = False
+        self._busy: deque[tuple[float, int, float]] = deque(maxlen=100_000)
         if state is not None:
             self.flushed_to, self.max_ts, self.flush_seq = state.flushed_to, state.max_ts, state.flush_seq
             self.retained = deque(state.retained)
@@ -261,6 +262,7 @@ class Lane:
         replay must not decide again)."""
         events: list[Event] = []
         self._isolated = False
+        t0 = time.perf_counter()
         if skip:
             index = [i for i in range(len(payloads)) if i not in skip]
             sub = self._process([payloads[i] for i in index], label, events)
@@ -290,7 +292,18 @@ class Lane:
         if self.previous is not None:
             self.probation_batches += 1
             self._maybe_promote(events)
+        self._busy.append((self.clock(), len(payloads), time.perf_counter() - t0))
         return res, events
+
+    def capacity(self) -> float | None:
+        """Messages per second of the lane's own busy time (running and flushing) over
+        the rate window: what the serving module can take, whatever the offered load.
+        A measurement only; nothing decides on it."""
+        horizon = self.clock() - self.settings.rate_window_s
+        while self._busy and self._busy[0][0] < horizon:
+            self._busy.popleft()
+        busy = sum(b for _, _, b in self._busy)
+        return sum(n for _, n, _ in self._busy) / busy if busy > 0 else None
 
     def drain(self) -> list[Event]:
         """Flushes every bucket (end of a run): later points of any bucket are late."""
@@ -433,7 +446,11 @@ class Lane:
         newest = max(self.served.entry.version, self.previous.entry.version if self.previous else 0)
         if m.version in self.bad_versions:
             raise ModuleRejected("marked_bad", f"version {m.version} was marked bad")
-        if m.version <= newest:
+        # Older versions are refused (no replay of old modules), except while the serving
+        # version is itself revoked with nothing to fall back on: then the registry's
+        # latest good version is taken, whatever its number (an operator's rollback).
+        revoked = self.served.entry.version in self.bad_versions and self.previous is None
+        if m.version <= newest and not (revoked and m.version != self.served.entry.version):
             raise ModuleRejected("stale_version", f"version {m.version} is not newer than version {newest} already served")
 
     def begin_swap(self, signed: SignedManifest, wasm: bytes, holdout: Sequence[bytes]) -> PendingSwap | None:
@@ -598,6 +615,7 @@ class Lane:
             "retained_batches": len(self.retained),
             "retained_messages": sum(len(r.payloads) for r in self.retained),
             "bad_versions": sorted(self.bad_versions),
+            "capacity_msg_per_s": None if (c := self.capacity()) is None else round(c, 1),
             **self.account.snapshot(now),
         }
 

@@ -28,6 +28,9 @@ class ShardSettings:
     """After a swap, the previous module keeps running beside the new one for at least
     this many batches (and until one flush with rows was compared); its output is what
     is emitted, and any difference or trap of the new module rolls the swap back."""
+    swap_check_messages: int = 64
+    """Held-back messages the shard runs through both modules before a swap (the verifier
+    pool ran the full held-back set already; this is the shard's own, quick check)."""
     checkpoint_every_batches: int = 100
     """A checkpoint is written after this many journaled batches (0: only on request)."""
     checkpoint_every_s: float = 10.0
@@ -51,6 +54,7 @@ class ShardSettings:
         check_int("max_batch_messages", self.max_batch_messages, 1, 1_000_000)
         check_int("probation_batches", self.probation_batches, 0, 1_000_000)
         check_int("checkpoint_every_batches", self.checkpoint_every_batches, 0, 10**9)
+        check_int("swap_check_messages", self.swap_check_messages, 0, 1_000_000)
         for name in ("checkpoint_every_s", "poll_interval_s", "rate_window_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 86_400 * 365:

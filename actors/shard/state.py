@@ -205,7 +205,7 @@ class ShardState:
             entry["version"] = e.entry.version
         self.history.append(entry)
         del self.history[:-200]
-        self.log(type(e).__name__, entry)
+        self.log(type(e).__name__, {"shard": self.name, **entry})
 
     # --- swaps -------------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class ShardState:
         org = signed.manifest.org
         lane = self.lane(org)
         try:
-            return lane.begin_swap(signed, wasm, self.sampler.holdout(org))
+            return lane.begin_swap(signed, wasm, self.sampler.holdout(org)[: self.settings.swap_check_messages])
         except ModuleRejected as e:
             lane.account.record_swap_rejection(e.reason)
             self._remember(SwapRejected(org, signed.manifest.version, e.reason, str(e), False))

@@ -1,0 +1,370 @@
+"""The control plane: one named, detached actor that owns the running system, and the
+handle a user drives it with, from any Ray client session::
+
+    import actors
+    ctl = actors.connect("ray://head:10001")    # or "auto", or None for a local Ray
+    ctl.add_tenant("configs/tenants/1042.yaml")
+    ctl.start_traffic(1042, "configs/workloads/w1.yaml")   # or ctl.ingest(1042, payloads)
+    ctl.evolve(1042, generations=10, proposer="offline")
+    ctl.status(); ctl.modules(1042); ctl.rollback(1042, version=3)
+
+The actor (``evoagg-control`` in namespace ``evoagg``) starts the registry, the shards
+and, on demand, traffic sources and evolution runs; because it is detached and named, a
+second client session finds the same system. Each tenant's improvement runs in a thread
+of the actor: verify the specialized kernel on the verifier pool (with the shard's
+held-back sample as the shadow set), publish it signed, then evolve on the shard's
+training sample and publish the confirmed winner; the registry pushes every version to
+the shards, which check and swap it while traffic flows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors import metrics
+from actors.config import TenantConfig
+from actors.errors import ConfigError, EvoaggError
+from actors.evolve.settings import EvolutionConfig
+from actors.kernel.abi import config_hash
+from actors.shard.router import Routing
+from actors.shard.settings import ShardSettings
+from actors.workload import Workload
+
+CONTROL = "evoagg-control"
+NAMESPACE = "evoagg"
+REGISTRY = "evoagg-registry"
+log = logging.getLogger("evoagg.control")
+
+
+def _shard_name(i: int) -> str:
+    return f"evoagg-shard-{i}"
+
+
+class ControlActor:
+    def __init__(
+        self,
+        root: str,
+        shards: int = 1,
+        shard_cpus: float = 0.0,
+        shard_settings: ShardSettings | None = None,
+        evolution: EvolutionConfig | None = None,
+        detached: bool = True,
+    ) -> None:
+        from actors.registry_actor import start_registry
+        from actors.shard.actor import start_shard
+        from actors.signing import keygen
+
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        keys = self.root / "keys"
+        if not (keys / "evoagg.key").exists():
+            keygen(keys)
+        self.public_key = (keys / "evoagg.pub").read_text().strip()
+        self.registry = start_registry(self.root / "registry", keys / "evoagg.key", name=REGISTRY, detached=detached)
+        self.settings = replace(shard_settings or ShardSettings(), trusted_keys=(self.public_key,)).validate()
+        self.evolution = (evolution or EvolutionConfig()).validate()
+        self.detached = detached
+        self.routing = Routing([_shard_name(i) for i in range(shards)])
+        self.shards = {
+            name: start_shard(
+                name, self.root / "state", self.settings, self.root / "sink", registry_name=REGISTRY, seed=i, num_cpus=shard_cpus, detached=detached
+            )
+            for i, name in enumerate(self.routing.shards)
+        }
+        self.tenants: dict[int, TenantConfig] = {}
+        self.sources: dict[int, Any] = {}
+        self.clients: dict[str, Any] = {}
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.lock = threading.RLock()
+        self._generic: bytes | None = None
+
+    # --- tenants and traffic ---------------------------------------------------------------
+
+    def _generic_wasm(self) -> bytes:
+        from actors.kernel.build import build
+
+        if self._generic is None:
+            self._generic = build().wasm
+        return self._generic
+
+    def add_tenant(self, config: TenantConfig) -> dict[str, Any]:
+        """Serves ``config.org`` with the generic kernel, published signed as version 1."""
+        config.validate()
+        with self.lock:
+            if config.org in self.tenants:
+                raise ConfigError(f"org {config.org} is already a tenant")
+            chash = config_hash(config)
+            signed = ray.get(self.registry.publish.remote(config.org, chash, self._generic_wasm(), {"origin": "generic"}))
+            got = ray.get(self.registry.fetch.remote(config.org, chash, signed["manifest"]["version"]))
+            shard = self.shards[self.routing.shard_for(config.org)]
+            status: dict[str, Any] = ray.get(shard.add_tenant.remote(config, got[0], got[1]))
+            self.tenants[config.org] = config
+            self.jobs[config.org] = {"stage": "serving generic", "generation": None, "generations": None, "best_ratio": None, "built": 0, "rejected": {}}
+            return status
+
+    def _shard(self, org: int) -> Any:
+        if org not in self.tenants:
+            raise ConfigError(f"org {org} is not a tenant; add it first")
+        return self.shards[self.routing.shard_for(org)]
+
+    def ingest(self, org: int, payloads: list[bytes], source: str) -> dict[str, Any]:
+        """Sends one batch (exactly once per ``source`` and batch number)."""
+        from actors.shard.client import ShardClient
+
+        self._shard(org)
+        with self.lock:
+            client = self.clients.get(source)
+            if client is None:
+                client = self.clients[source] = ShardClient(source, lambda o: self.shards[self.routing.shard_for(o)])
+        return vars(client.send(org, payloads))
+
+    def start_traffic(self, workload: Workload, seed: int = 1, max_msg_per_s: float | None = None) -> str:
+        from actors.traffic_source import TrafficSource
+
+        org = workload.tenant.org
+        self._shard(org)
+        with self.lock:
+            if org in self.sources:
+                raise ConfigError(f"org {org} already has a traffic source")
+            name = f"evoagg-traffic-{org}"
+            opts = TrafficSource.options(name=name, lifetime="detached" if self.detached else None)  # type: ignore[attr-defined]
+            self.sources[org] = opts.remote(workload, self.routing.shard_for(org), f"traffic-{org}-{time.time_ns()}", seed, max_msg_per_s=max_msg_per_s)
+            return name
+
+    def stop_traffic(self, org: int) -> dict[str, Any]:
+        with self.lock:
+            src = self.sources.pop(org, None)
+        if src is None:
+            return {"sent": 0}
+        stats: dict[str, Any] = ray.get(src.stop.remote())
+        ray.kill(src)
+        return stats
+
+    def traffic(self) -> dict[int, dict[str, Any]]:
+        with self.lock:
+            sources = dict(self.sources)
+        return {org: ray.get(s.stats.remote()) for org, s in sources.items()}
+
+    def drain(self, org: int) -> int:
+        return int(ray.get(self._shard(org).drain.remote(org)))
+
+    # --- improving a tenant's kernel ---------------------------------------------------------
+
+    def evolve(self, org: int, generations: int | None = None, islands: int | None = None, proposer: str | None = None, within_s: float | None = None) -> str:
+        """Starts improving ``org``'s kernel (specialize, then evolve) in the background;
+        with ``within_s``, no generation starts after that many seconds."""
+        self._shard(org)
+        with self.lock:
+            job = self.jobs[org]
+            if job.get("thread") is not None and job["thread"].is_alive():
+                raise ConfigError(f"org {org} is already being improved ({job['stage']})")
+            changes: dict[str, Any] = {k: v for k, v in {"generations": generations, "islands": islands, "proposer": proposer}.items() if v is not None}
+            cfg = replace(self.evolution, **changes).validate()
+            deadline = time.monotonic() + within_s if within_s is not None else None
+            t = threading.Thread(target=self._improve, args=(org, cfg, deadline), name=f"improve-{org}", daemon=True)
+            job.update({"thread": t, "stage": "waiting for samples", "error": None, "generations": cfg.generations, "generation": None})
+            t.start()
+        return f"improving org {org}: {cfg.generations} generations, {cfg.islands} islands, proposer {cfg.proposer}"
+
+    def _progress(self, org: int, **fields: Any) -> None:
+        with self.lock:
+            self.jobs[org].update(fields)
+
+    def _improve(self, org: int, evo: EvolutionConfig, deadline: float | None) -> None:
+        from actors.evolve.engine import run_evolution
+        from actors.kernel.build import build
+        from actors.specialize import materialize, package_name, template_kernel
+        from actors.verify.stages import Candidate, Context
+        from actors.verify.tasks import VerifierPool
+
+        cfg = self.tenants[org]
+        chash = config_hash(cfg)
+        shard = self._shard(org)
+        try:
+            deadline = time.monotonic() + 600
+            while True:  # the shard's samples of live traffic: training for the evolver, held back for the shadow stage
+                training, held_back = ray.get(shard.training.remote(org)), ray.get(shard.holdout.remote(org))
+                if len(training) >= 64 and len(held_back) >= 16:
+                    break
+                if time.monotonic() > deadline:
+                    raise EvoaggError(f"org {org}: no traffic to learn from after 600 s")
+                time.sleep(0.5)
+            generic = self._generic_wasm()
+            # Bounded samples: the shadow stage runs every held-back message through two kernels.
+            ctx = Context(cfg, self.settings.sandbox, generic, generic, tuple(held_back[:64]), tuple(training[:64]), bench_rounds=evo.bench_rounds)
+            self._progress(org, stage="verifying the specialized kernel", samples={"training": len(training), "held_back": len(held_back)})
+            t_verify = time.monotonic()
+            rep = ray.get(VerifierPool(ctx).submit(Candidate(f"{org}-specialized", cfg, kernel_src=template_kernel())))
+            self._progress(org, specialized_stages={st.name: round(st.seconds, 2) for st in rep.stages}, verify_seconds=round(time.monotonic() - t_verify, 1))
+            if not rep.accepted:
+                failed = rep.failed_stage()
+                raise EvoaggError(f"org {org}: the specialized kernel was rejected at {failed.name if failed else '?'}: {failed.reason if failed else ''}")
+            with tempfile.TemporaryDirectory(prefix="evoagg-spec-") as tmp:
+                wasm = build(materialize(cfg, Path(tmp)), package_name(cfg)).wasm
+            meta = {"origin": "specialized", "report": rep.to_json(), **({"ratio": rep.ratio} if rep.ratio and rep.ratio > 0 else {})}
+            ray.get(self.registry.publish.remote(org, chash, wasm, meta))
+            self._progress(org, stage=f"evolving ({evo.proposer})", generation=0)
+
+            def progress(p: dict[str, Any]) -> None:
+                metrics.candidates(org, p["built"], p["accepted"], p["rejected"])
+                log.info(json.dumps({"event": "generation", "org": org, **p}))
+                with self.lock:
+                    job = self.jobs[org]
+                    job["generation"] = p["generation"] + 1
+                    job["best_ratio"] = p["best_ratio"]
+                    job["built"] = job.get("built", 0) + p["built"]
+                    for k, v in p["rejected"].items():
+                        job["rejected"][k] = job["rejected"].get(k, 0) + v
+
+            workdir = Path(tempfile.mkdtemp(prefix=f"evolve-{org}-", dir=self.root))
+            summary = run_evolution(cfg, evo, replace(ctx, current=wasm), workdir, progress=progress, deadline=deadline)
+            best = summary["best"]
+            self._progress(org, summary={k: summary[k] for k in ("candidates", "accepted", "rejections_by_stage", "seconds", "specialized_ratio_to_generic")})
+            if best["candidate_id"].endswith("-seed"):
+                self._progress(org, stage="done: no candidate beat the specialized kernel")
+                return
+            evolved = Path(best["wasm"]).read_bytes()
+            meta = {
+                "origin": f"evolved gen {best['generation']}",
+                "report": best["report"],
+                "source_commit": best["commit"],
+                "parent": best["candidate_id"],
+                **({"ratio": float(best["ratio_to_generic"])} if best.get("ratio_to_generic") else {}),
+            }
+            ray.get(self.registry.publish.remote(org, chash, evolved, meta))
+            self._progress(org, stage=f"done: evolved x{best['ratio_to_generic']:.2f} published")
+        except Exception as e:
+            log.error("org %s: improvement failed: %s", org, traceback.format_exc())
+            self._progress(org, stage="failed", error=repr(e))
+
+    # --- reading and operating ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Tenants, shards and the orgs they serve, modules, evolution progress, throughput."""
+        with self.lock:
+            tenants = dict(self.tenants)
+            jobs = {org: {k: v for k, v in j.items() if k != "thread"} for org, j in self.jobs.items()}
+        shards = {name: ray.get(h.status.remote()) for name, h in self.shards.items()}
+        out: dict[str, Any] = {"shards": {}, "tenants": {}, "mapping": self.routing.mapping(tenants)}
+        for name, st in shards.items():
+            out["shards"][name] = {"orgs": sorted(st["orgs"]), "batches": st["batches"], "recovery": st["recovery"], "swap_pauses_ms": st["swap_pauses_ms"]}
+            for org, o in st["orgs"].items():
+                out["tenants"][org] = {"shard": name, **o, "improvement": jobs.get(org), "history": [h for h in st["history"] if h.get("org") == org]}
+        return out
+
+    def modules(self, org: int) -> list[dict[str, Any]]:
+        cfg = self.tenants.get(org)
+        if cfg is None:
+            raise ConfigError(f"org {org} is not a tenant")
+        return list(ray.get(self.registry.versions.remote(org, config_hash(cfg))))
+
+    def rollback(self, org: int, version: int) -> list[int]:
+        """Makes ``version`` the one served: every newer version is marked bad in the
+        registry (for every shard), and shards fall back to the newest good one."""
+        versions = self.modules(org)
+        if not any(v["manifest"]["version"] == version and v["status"] == "ok" for v in versions):
+            raise ConfigError(f"org {org} has no good version {version}")
+        newer = [v["manifest"]["version"] for v in versions if v["manifest"]["version"] > version and v["status"] == "ok"]
+        for v in sorted(newer, reverse=True):
+            ray.get(self.registry.mark_bad.remote(org, config_hash(self.tenants[org]), v, f"rollback to version {version}", "operator"))
+        return newer
+
+    def shutdown(self) -> None:
+        """Stops the traffic sources and the actors this control plane started."""
+        for org in list(self.sources):
+            self.stop_traffic(org)
+        for h in self.shards.values():
+            ray.kill(h, no_restart=True)
+        ray.kill(self.registry, no_restart=True)
+
+
+CONTROL_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 32, "max_restarts": 0}
+RemoteControl = ray.remote(**CONTROL_OPTIONS)(ControlActor)
+
+
+class Control:
+    """The handle a user holds: every call goes to the control actor and waits for it."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def add_tenant(self, config: TenantConfig | str | Path) -> dict[str, Any]:
+        if not isinstance(config, TenantConfig):
+            from actors.loading import load_tenant
+
+            config = load_tenant(Path(config))
+        return ray.get(self.actor.add_tenant.remote(config))  # type: ignore[no-any-return]
+
+    def ingest(self, org: int, payloads: list[bytes], source: str = "client") -> dict[str, Any]:
+        return ray.get(self.actor.ingest.remote(org, payloads, source))  # type: ignore[no-any-return]
+
+    def start_traffic(self, org: int, workload: Workload | str | Path, seed: int = 1, max_msg_per_s: float | None = None) -> str:
+        if not isinstance(workload, Workload):
+            from actors.loading import load_workload
+
+            workload = load_workload(Path(workload))
+        if workload.tenant.org != org:
+            raise ConfigError(f"workload is for org {workload.tenant.org}, not {org}")
+        return ray.get(self.actor.start_traffic.remote(workload, seed, max_msg_per_s))  # type: ignore[no-any-return]
+
+    def stop_traffic(self, org: int) -> dict[str, Any]:
+        return ray.get(self.actor.stop_traffic.remote(org))  # type: ignore[no-any-return]
+
+    def evolve(self, org: int, generations: int | None = None, islands: int | None = None, proposer: str | None = None, within_s: float | None = None) -> str:
+        return ray.get(self.actor.evolve.remote(org, generations, islands, proposer, within_s))  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        return ray.get(self.actor.status.remote())  # type: ignore[no-any-return]
+
+    def traffic(self) -> dict[int, dict[str, Any]]:
+        return ray.get(self.actor.traffic.remote())  # type: ignore[no-any-return]
+
+    def modules(self, org: int) -> list[dict[str, Any]]:
+        return ray.get(self.actor.modules.remote(org))  # type: ignore[no-any-return]
+
+    def rollback(self, org: int, version: int) -> list[int]:
+        return ray.get(self.actor.rollback.remote(org, version))  # type: ignore[no-any-return]
+
+    def drain(self, org: int) -> int:
+        return ray.get(self.actor.drain.remote(org))  # type: ignore[no-any-return]
+
+    def shutdown(self) -> None:
+        ray.get(self.actor.shutdown.remote())
+        ray.kill(self.actor, no_restart=True)
+
+
+def connect(address: str | None = "auto", root: str | Path | None = None, start: bool = True, **options: Any) -> Control:
+    """Attaches to the running system (``address``: ``ray://host:10001``, ``auto``, or None
+    for a new local Ray), starting its control plane with ``options`` when it is not
+    running yet and ``start`` is true. ``root`` holds keys, registry, shard state and sink
+    (on a cluster: an absolute path on storage every node mounts at that path).
+
+    Ray's token authentication: a client session must run with ``RAY_AUTH_MODE=token`` in
+    its environment *before Python starts* (Ray reads it once) and hold the cluster's
+    token (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN_PATH`` or ``RAY_AUTH_TOKEN``)."""
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(namespace=NAMESPACE, include_dashboard=False)
+        else:
+            ray.init(address=address, namespace=NAMESPACE)
+    try:
+        return Control(ray.get_actor(CONTROL, namespace=NAMESPACE))
+    except ValueError:
+        if not start:
+            raise ConfigError(f"no evoagg control plane runs on this Ray cluster (actor {CONTROL!r} in namespace {NAMESPACE!r})") from None
+    detached = options.pop("detached", True)
+    where = str(Path(root or "evoagg-state").resolve())
+    opts = RemoteControl.options(name=CONTROL, namespace=NAMESPACE, get_if_exists=True, lifetime="detached" if detached else None)  # type: ignore[attr-defined]
+    actor = opts.remote(where, detached=detached, **options)
+    ray.get(actor.status.remote())  # type: ignore[attr-defined]  # started (or failed to) before returning
+    return Control(actor)

@@ -1,0 +1,42 @@
+"""The demo's summary as a pure function of its samples and the final status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.demo import summarize
+
+
+def tenant(version: int, origin: str, received: int, rejected: dict[str, int]) -> dict[str, Any]:
+    return {
+        "module": {"version": version, "origin": origin},
+        "swaps": version - 1,
+        "rollbacks": 0,
+        "messages_received": received,
+        "messages_accepted": received - sum(rejected.values()),
+        "rejected": rejected,
+        "swap_rejections": {"stale_version": 1},
+        "improvement": {"stage": "done", "rejected": {"differential": 2}},
+    }
+
+
+def test_before_is_the_generic_kernel_alone_and_after_the_final_module() -> None:
+    samples = [{"t": t, "org": 7, "capacity": c, "offered": 10.0, "version": v, "probation": None} for t, c, v in [
+        (1, 50.0, 1), (6, 100.0, 1), (8, 110.0, 1), (12, 20.0, 1),  # warm-up ends at 10: 12 s is under contention
+        (15, 300.0, 2), (20, 400.0, 3), (21, 420.0, 3),
+    ]]  # fmt: skip
+    final = {"tenants": {7: tenant(3, "evolved gen 2", 100, {"truncated": 2})}}
+    s = summarize(samples, final, {7: 100}, "c.png", before_until=10)
+    t = s["tenants"][0]
+    assert t["msg_per_s_before"] == 105.0 and t["msg_per_s_after"] == 410.0
+    assert t["final_module"] == {"version": 3, "origin": "evolved gen 2"} and t["swaps"] == 2
+    assert t["messages_in"] == t["messages_accounted"] == 100
+    assert s["rejections_by_reason"] == {"candidate:differential": 2, "message:truncated": 2, "module:stale_version": 1}
+    assert s["chart"] == "c.png"
+
+
+def test_messages_lost_show_as_a_difference() -> None:
+    final = {"tenants": {7: tenant(1, "generic", 90, {})}}
+    t = summarize([], final, {7: 100}, None, before_until=10)["tenants"][0]
+    assert t["messages_in"] == 100 and t["messages_accounted"] == 90
+    assert t["msg_per_s_before"] is None
