@@ -15,7 +15,21 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_swaps_every_tenant_under_traffic_and_accounts_for_every_message(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def kernels_built(generic_wasm: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The tenants' specialized crates, built once beforehand (the build cache is shared):
+    on a cold machine the first build takes half a minute, which the demo's clock should
+    not pay."""
+    from actors.kernel.build import build
+    from actors.loading import load_tenant
+    from actors.specialize import materialize, package_name
+
+    for org in (1042, 2077):
+        cfg = load_tenant(REPO / "configs" / "tenants" / f"{org}.yaml")
+        build(materialize(cfg, tmp_path_factory.mktemp(f"spec-{org}")), package_name(cfg))
+
+
+def test_the_demo_swaps_every_tenant_under_traffic_and_accounts_for_every_message(tmp_path: Path, kernels_built: None) -> None:
     evoagg = str(Path(sys.executable).parent / "evoagg")
     cmd = [evoagg, "demo", "--duration", "150", "--generations", "1", "--islands", "1", "--json", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
