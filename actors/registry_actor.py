@@ -38,6 +38,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError
 
+from actors import placement
 from actors.errors import ModuleRejected
 from actors.registry_state import RegistryState, Subscriptions
 from actors.signing import Signer, TrustStore
@@ -160,5 +161,7 @@ def start_registry(
     """The named registry actor, created unless it already runs (then its handle is returned).
     ``trusted_previous``: public keys (hex or ``.pub`` paths) that signed earlier versions."""
     entries = [_absolute(e) for e in trusted_previous]
-    options = RegistryActor.options(name=name, namespace=namespace, get_if_exists=True, lifetime="detached" if detached else None)  # type: ignore[attr-defined]
+    options = RegistryActor.options(  # type: ignore[attr-defined]
+        name=name, namespace=namespace, get_if_exists=True, lifetime="detached" if detached else None, resources=placement.resources("registry")
+    )
     return options.remote(str(root.resolve()), str(key_path.resolve()), entries)

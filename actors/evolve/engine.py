@@ -27,6 +27,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors import placement
 from actors.config import TenantConfig
 from actors.errors import BudgetExhausted, EvoaggError
 from actors.evolve import island as isl
@@ -232,7 +233,8 @@ def run_evolution(
     db_path = workdir / "candidates.sqlite"
     if not resume and db_path.exists():
         raise EvoaggError(f"{db_path} exists: pass --resume to continue that run, or use another directory")
-    store = CandidateStore.remote(str(db_path), str(workdir / "lineage"), tenant, cfg.archive_size)  # type: ignore[attr-defined]
+    # The store and the islands go where the cluster keeps evolution (its local disk: SQLite WAL).
+    store = CandidateStore.options(resources=placement.resources("island")).remote(str(db_path), str(workdir / "lineage"), tenant, cfg.archive_size)  # type: ignore[attr-defined]
     ctx_ref = ray.put(ctx)
     seed = ray.get(store.get.remote(f"{tenant.org}-seed"))
     if seed is None:
@@ -242,7 +244,7 @@ def run_evolution(
     start = ray.get(store.run_state.remote("generation")) or 0
 
     def spawn(i: int) -> Any:
-        return IslandActor.remote(i, tenant, cfg, store, ctx_ref, proposer)  # type: ignore[attr-defined]
+        return IslandActor.options(resources=placement.resources("island")).remote(i, tenant, cfg, store, ctx_ref, proposer)  # type: ignore[attr-defined]
 
     islands = [spawn(i) for i in range(cfg.islands)]
     history: list[list[float | None]] = ray.get(store.run_state.remote("history")) or [[] for _ in range(cfg.islands)]

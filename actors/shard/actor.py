@@ -24,7 +24,7 @@ from typing import Any
 
 import ray
 
-from actors import metrics
+from actors import metrics, placement
 from actors.config import TenantConfig
 from actors.errors import ModuleRejected
 from actors.kernel.host import KernelHost
@@ -349,6 +349,11 @@ def start_shard(
     """A named shard actor (found again by name; restarted by Ray when it dies)."""
     sink_arg: Callable[[], Sink] | str = str(sink) if isinstance(sink, Path) else sink
     options = RemoteShard.options(  # type: ignore[attr-defined]
-        name=name, namespace=namespace, get_if_exists=True, num_cpus=num_cpus, lifetime="detached" if detached else None
+        name=name,
+        namespace=namespace,
+        get_if_exists=True,
+        num_cpus=num_cpus,
+        lifetime="detached" if detached else None,
+        resources=placement.resources("shard"),
     )
     return options.remote(name, str(state_dir), settings, sink_arg, registry_name, seed)

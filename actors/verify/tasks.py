@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors import placement
 from actors.verify.stages import STAGES, Candidate, Context, Progress, Report, report, run_stage
 
 _stage = ray.remote(num_cpus=1, max_retries=1)(run_stage)
@@ -32,7 +33,9 @@ class VerifierPool:
         """Starts the pipeline; returns an object reference to the :class:`Report`."""
         p: Any = Progress()
         for name in STAGES:
-            p = _stage.remote(name, candidate, self._ctx_ref, p)
+            # Builds go to the nodes that offer build cores (when the cluster declares them).
+            stage = _stage.options(resources=placement.resources("build")) if name == "build" else _stage
+            p = stage.remote(name, candidate, self._ctx_ref, p)
         return _report.remote(candidate, p)
 
     def verify(self, candidates: list[Candidate], timeout_s: float | None = None) -> list[Report]:
