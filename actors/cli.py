@@ -415,7 +415,7 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=_bench)
 
     d = sub.add_parser("demo", help="the main job: two tenants served, improved and hot-swapped under traffic; live view, summary, chart")
-    d.add_argument("--duration", type=float, default=180.0, help="seconds (default 180)")
+    d.add_argument("--duration", type=float, default=180.0, help="seconds (default 180), then at most 75 s more for a running generation to land")
     d.add_argument("--generations", type=int, default=3, help="evolution generations per tenant (none starts in the last 75 s)")
     d.add_argument("--islands", type=int, default=2)
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="state, chart (demo.png) and summary (demo.json)")

@@ -259,7 +259,14 @@ class ControlActor:
         for name, st in shards.items():
             out["shards"][name] = {"orgs": sorted(st["orgs"]), "batches": st["batches"], "recovery": st["recovery"], "swap_pauses_ms": st["swap_pauses_ms"]}
             for org, o in st["orgs"].items():
-                out["tenants"][org] = {"shard": name, **o, "improvement": jobs.get(org), "history": [h for h in st["history"] if h.get("org") == org]}
+                latest = ray.get(self.registry.latest.remote(org, o["config_hash"]))
+                out["tenants"][org] = {
+                    "shard": name,
+                    **o,
+                    "latest_version": latest["manifest"]["version"] if latest else None,
+                    "improvement": jobs.get(org),
+                    "history": [h for h in st["history"] if h.get("org") == org],
+                }
         return out
 
     def modules(self, org: int) -> list[dict[str, Any]]:
