@@ -38,7 +38,7 @@ from actors.kernel.abi import config_hash
 from actors.workload import Workload
 
 
-def _variant(wasm: bytes, tag: int) -> bytes:
+def variant(wasm: bytes, tag: int) -> bytes:
     """The module with a custom section naming the variant: new bytes, same code."""
     name = b"evoagg.variant"
     body = bytes([len(name)]) + name + tag.to_bytes(4, "little")
@@ -156,7 +156,7 @@ def run_live_bench(workload: Workload, messages: int = 20_000, batch: int = 64, 
     windows = []
     for i in range(swaps):
         t0 = time.perf_counter()
-        v = publish(_variant(generic, i), f"generic variant {i}")
+        v = publish(variant(generic, i), f"generic variant {i}")
         t1 = wait_promoted(v)
         windows.append((t0, t1))
     pauses = [p / 1000 for p in ray.get(shard.status.remote())["swap_pauses_ms"]]

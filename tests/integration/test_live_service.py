@@ -19,6 +19,7 @@ import ray
 
 from actors.config import TenantConfig
 from actors.kernel.abi import config_hash
+from actors.live_bench import variant
 from actors.output import output_hash
 from actors.registry_actor import start_registry
 from actors.shard.actor import start_shard
@@ -34,13 +35,6 @@ pytestmark = pytest.mark.integration
 
 LATENESS = 0
 BATCH = 8
-
-
-def variant(wasm: bytes, tag: int) -> bytes:
-    """The same module with a custom section naming it: distinct bytes, same behaviour."""
-    name = b"evoagg.variant"
-    body = bytes([len(name)]) + name + tag.to_bytes(4, "little")
-    return wasm + bytes([0, len(body)]) + body
 
 
 def tenant(org: int) -> TenantConfig:
