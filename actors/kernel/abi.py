@@ -72,6 +72,14 @@ class Rejection:
     offset: int
 
 
+def by_reason(rejections: list[Rejection]) -> dict[str, int]:
+    """How many messages were rejected for each reason."""
+    counts: dict[str, int] = {}
+    for r in rejections:
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+    return counts
+
+
 NO_TS = -(2**63)
 RESULT_HEADER = 40
 

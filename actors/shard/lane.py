@@ -48,7 +48,7 @@ from typing import Any, Protocol
 from actors.accounting import OrgAccount, SlidingRate
 from actors.config import TenantConfig
 from actors.errors import KernelError, ModuleRejected
-from actors.kernel.abi import FLUSH_ALL, BatchResult, Rejection, config_hash
+from actors.kernel.abi import FLUSH_ALL, BatchResult, Rejection, by_reason, config_hash
 from actors.output import Row, output_hash
 from actors.shard.settings import ShardSettings
 from actors.signing import SignedManifest, TrustStore, check_module
@@ -272,10 +272,7 @@ class Lane:
             )
         else:
             res = self._process(payloads, label, events)
-        rejected: dict[str, int] = {}
-        for r in res.rejections:
-            rejected[r.reason] = rejected.get(r.reason, 0) + 1
-        self.account.record_batch(len(payloads), res.accepted, rejected, res.points, res.nonfinite, res.late, self.clock())
+        self.account.record_batch(len(payloads), res.accepted, by_reason(res.rejections), res.points, res.nonfinite, res.late, self.clock())
         dropped = {r.index for r in res.rejections}
         kept = tuple(p for i, p in enumerate(payloads) if i not in dropped)
         # A batch that had to be run a message at a time is kept that way: replayed

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from actors.config import TenantConfig
 from actors.errors import ModuleRejected, NotServed, PayloadError
-from actors.kernel.abi import config_hash
+from actors.kernel.abi import by_reason, config_hash
 from actors.reservoir import ShadowSampler
 from actors.shard.lane import Event, Flushed, KernelFactory, Lane, LaneState, ModuleEntry, PendingSwap, Prepared, Promoted, RolledBack, SwapRejected
 from actors.shard.settings import ShardSettings
@@ -162,10 +162,9 @@ class ShardState:
         trapped = tuple(r.index for r in res.rejections if r.reason == "kernel_trap")
         self._journal(("batch", org, source, seq, tuple(payloads), trapped))
         rows = self._handle(lane, events)
-        rejected: dict[str, int] = {}
-        for r in res.rejections:
-            rejected[r.reason] = rejected.get(r.reason, 0) + 1
-        ack = Ack(org, source, seq, len(payloads), res.accepted, rejected, False, lane.served.entry.version, rows, [type(e).__name__ for e in events])
+        ack = Ack(
+            org, source, seq, len(payloads), res.accepted, by_reason(res.rejections), False, lane.served.entry.version, rows, [type(e).__name__ for e in events]
+        )
         self._maybe_checkpoint()
         return ack
 
