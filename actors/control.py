@@ -350,6 +350,27 @@ class Control:
         ray.kill(self.actor, no_restart=True)
 
 
+CLIENT_ATTEMPTS = 3
+"""How often a Ray client session is tried before ``connect`` gives up."""
+
+
+def _attach(address: str, attempts: int = CLIENT_ATTEMPTS, pause_s: float = 2.0) -> None:
+    """``ray.init`` on an existing cluster. A Ray client session is retried when the head
+    aborts its start: the head's proxy starts one server process per session and, under
+    load, can give up on it (Ray 2.60.0 raises ``ConnectionAbortedError`` with
+    ``psutil.ZombieProcess`` when that process dies during its start). The next try gets a
+    new server on the next port; anything else (refused token, wrong address) is not retried."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, namespace=NAMESPACE)
+            return
+        except ConnectionAbortedError as exc:
+            if not address.startswith("ray://") or attempt == attempts:
+                raise
+            log.warning(json.dumps({"event": "client_session_retry", "address": address, "attempt": attempt, "error": str(exc).strip().splitlines()[-1][:200]}))
+            time.sleep(pause_s * attempt)
+
+
 def connect(address: str | None = "auto", root: str | Path | None = None, start: bool = True, **options: Any) -> Control:
     """Attaches to the running system (``address``: ``ray://host:10001``, ``auto``, or None
     for a new local Ray), starting its control plane with ``options`` when it is not
@@ -363,7 +384,7 @@ def connect(address: str | None = "auto", root: str | Path | None = None, start:
         if address is None:
             ray.init(namespace=NAMESPACE, include_dashboard=False)
         else:
-            ray.init(address=address, namespace=NAMESPACE)
+            _attach(address)
     try:
         return Control(ray.get_actor(CONTROL, namespace=NAMESPACE))
     except ValueError:

@@ -1,11 +1,12 @@
-"""The control API from Ray client sessions: a local head started by the test (with
-Ray's token authentication as it comes), one session that builds the system and sends
-traffic, a second session that finds the same system by name and reads it."""
+"""The control API from Ray client sessions: a local head started by the test as the
+cluster configs start theirs (token authentication on), one session that builds the
+system and sends traffic, a second session that finds the same system by name and reads it."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,22 +21,39 @@ REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
 
 
+WORKER_PORTS = (41000, 41999)
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port outside the workers' range (``ray start`` refuses a port inside it, and the
+    kernel's ephemeral ports, 32768-60999, include that range)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not WORKER_PORTS[0] <= port <= WORKER_PORTS[1]:
+            return port
 
 
 @pytest.fixture(scope="module")
-def head(generic_wasm: bytes) -> Iterator[str]:
+def token(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cluster's shared secret, in a file of its own (not the user's ~/.ray/auth_token)."""
+    path = tmp_path_factory.mktemp("auth") / "auth_token"
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def head(generic_wasm: bytes, token: Path) -> Iterator[str]:
     gcs, client = _free_port(), _free_port()
-    # The head as `ray start` brings it up: token mode on by default. An explicit
-    # RAY_AUTH_MODE=token (which an earlier ray.init() in this process leaves in os.environ)
-    # makes its Ray Client server fail to start sessions (Ray 2.60.0).
-    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"RAY_USAGE_STATS_ENABLED": "0"}
+    # The head as the cluster configs start it: token mode on (explicit here, so the test does
+    # not depend on Ray's default) and gRPC's fork handlers off (README: the Ray Client server
+    # forks a process per session, which with them on sometimes dies at birth).
+    env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "GRPC_ENABLE_FORK_SUPPORT": "0", "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run(
         [RAY, "start", "--head", f"--port={gcs}", f"--ray-client-server-port={client}", "--num-cpus=2", "--include-dashboard=false",
-         "--min-worker-port=41000", "--max-worker-port=41999", "--disable-usage-stats"],
+         f"--min-worker-port={WORKER_PORTS[0]}", f"--max-worker-port={WORKER_PORTS[1]}", "--disable-usage-stats"],
         # Not a pipe: the daemons it starts inherit it, and would write into a closed one.
         check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
     )  # fmt: skip
@@ -45,22 +63,45 @@ def head(generic_wasm: bytes) -> Iterator[str]:
         subprocess.run([RAY, "stop", "--force"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def session(address: str, body: str, tmp: Path) -> dict[str, object]:
-    """Runs ``body`` in a fresh Python process attached to the cluster as a Ray client."""
+def _client_server_logs() -> str:
+    """The head's Ray Client server logs (where a session that failed to start says why)."""
+    logs = Path("/tmp/ray/session_latest/logs")
+    parts = [f"\n== {f.name}\n{f.read_text(errors='replace')[-1500:]}" for f in sorted(logs.glob("ray_client_server*.err"))]
+    return "".join(parts)
+
+
+def client(script: Path, token: Path) -> subprocess.CompletedProcess[str]:
+    """Runs ``script`` in a fresh Python process as a Ray client holding ``token``: in token
+    mode from the start (Ray reads RAY_AUTH_MODE once, when it is imported)."""
+    env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+
+
+def session(address: str, body: str, tmp: Path, token: Path) -> dict[str, object]:
+    """Runs ``body`` in a client session attached to the system through ``actors.connect``."""
     script = tmp / "session.py"
     script.write_text(
         "import json, sys\nimport actors\n"
         + f"ctl = actors.connect({address!r}, root={str(tmp / 'state')!r}, shards=1, shard_cpus=0.5)\n"
         + textwrap.dedent(body)
     )
-    # Token authentication: the client must be in token mode from the start (Ray reads it once).
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = client(script, token)
+    assert proc.returncode == 0, proc.stderr[-3000:] + _client_server_logs()
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def test_two_client_sessions_drive_and_see_the_same_system(head: str, tmp_path: Path) -> None:
+def test_a_client_without_the_clusters_token_is_refused(head: str, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong_token"
+    wrong.write_text(secrets.token_hex(32))
+    wrong.chmod(0o600)
+    script = tmp_path / "intruder.py"
+    script.write_text(f"import actors\nactors.connect({head!r}, root={str(tmp_path / 'state')!r}, start=False)\nprint('attached')\n")
+    proc = client(script, wrong)
+    assert proc.returncode != 0 and "attached" not in proc.stdout
+    assert "ConnectionError" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_two_client_sessions_drive_and_see_the_same_system(head: str, token: Path, tmp_path: Path) -> None:
     first = session(
         head,
         """
@@ -76,6 +117,7 @@ def test_two_client_sessions_drive_and_see_the_same_system(head: str, tmp_path: 
         print(json.dumps({"acked": sum(a["accepted"] for a in acks), "received": st["messages_received"], "version": st["module"]["version"]}))
         """,
         tmp_path,
+        token,
     )
     assert first == {"acked": 96, "received": 96, "version": 1}
     second = session(
@@ -88,5 +130,6 @@ def test_two_client_sessions_drive_and_see_the_same_system(head: str, tmp_path: 
         ctl.shutdown()
         """,
         tmp_path,
+        token,
     )
     assert second == {"orgs": [1042], "received": 96, "modules": [[1, "generic", "ok"]]}
