@@ -262,6 +262,10 @@ class ShardActor:
         return made
 
     def _poll_loop(self) -> None:
+        # The first poll runs at once: a shard that Ray restarted has missed the pushes made
+        # while it was down, and a module it had on probation (never checkpointed) must come
+        # back now, not a poll interval (5 minutes by default) later.
+        self._poll_quietly()
         while not self._stop.wait(self.settings.poll_interval_s):
             try:
                 self._subscribe()  # again: a restarted registry has forgotten its subscribers

@@ -234,6 +234,30 @@ def test_a_shard_killed_under_load_recovers_without_loss_or_double_counting(live
     check_against_oracle(sink, cfg, batches, st["orgs"][cfg.org])
 
 
+def test_a_module_on_probation_when_its_shard_dies_is_served_again_after_restart(live: dict[str, Any]) -> None:
+    # A module on probation is not checkpointed: the restarted shard serves the one before,
+    # and must ask the registry at once (the poll interval here is an hour).
+    cfg = tenant(506)
+    sink = live["root"] / "sink-probation-kill"
+    shard = start_shard("shard-probation-kill", live["root"] / "state", settings(live, probation_batches=10**6), sink, registry_name="test-registry")
+    add(live, shard, cfg)
+    batches = batches_of(traffic(240, seed=15, config=cfg), BATCH)
+    client = ShardClient("gen-506", lambda org: ray.get_actor("shard-probation-kill"))
+    for b in batches[:10]:
+        client.send(cfg.org, b)
+    publish(live, cfg, variant(live["generic"], 1), origin="variant 1")  # pushed; swapped; on probation
+    wait_for(lambda: org_status(shard, cfg.org)["probation"] is not None, show=lambda: org_status(shard, cfg.org))
+    assert org_status(shard, cfg.org)["module"]["version"] == 2
+    os.kill(ray.get(shard.pid.remote()), signal.SIGKILL)
+    for b in batches[10:]:
+        client.send(cfg.org, b)  # retried until the restarted shard acknowledges it
+    wait_for(lambda: org_status(shard, cfg.org)["module"]["version"] == 2, show=lambda: org_status(shard, cfg.org))
+    st = ray.get(shard.status.remote())
+    assert st["recovery"]["journal_records"] > 0
+    ray.get(shard.drain.remote(cfg.org))
+    check_against_oracle(sink, cfg, batches, org_status(shard, cfg.org))
+
+
 def test_an_org_moves_to_another_shard_under_traffic(live: dict[str, Any]) -> None:
     cfg = tenant(505)
     sink = live["root"] / "sink-move"
