@@ -132,6 +132,10 @@ class ShardActor:
         self._start_queued(org)
         return ack
 
+    def last_seq(self, org: int, source: str) -> int:
+        with self.lock:
+            return self.state.last_seq(org, source)
+
     def drain(self, org: int) -> int:
         with self.lock:
             rows = self.state.drain(org)

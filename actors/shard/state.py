@@ -148,6 +148,12 @@ class ShardState:
 
     # --- the data path ---------------------------------------------------------------------
 
+    def last_seq(self, org: int, source: str) -> int:
+        """The highest batch number acknowledged for ``source`` on ``org`` (-1: none): where a
+        restarted client resumes its numbering, so its first batches are not taken for repeats."""
+        self.lane(org)  # NotServed when the org is not here (the client asks the right shard)
+        return self.seen.get(org, {}).get(source, -1)
+
     def ingest(self, org: int, source: str, seq: int, payloads: Sequence[bytes], skip: frozenset[int] = frozenset()) -> Ack:
         lane = self.lane(org)
         if len(payloads) > self.settings.max_batch_messages:

@@ -216,6 +216,7 @@ def test_recovery_from_checkpoint_and_journal_loses_nothing_and_counts_nothing_t
     # Crash. A new state recovers from what was journaled; the client resends the last batch.
     state = new_state(settings, journal, sink)
     state.restore(*journal.load())
+    assert state.last_seq(SMALL.org, "src") == crash_at - 1  # where a restarted client resumes
     resent = state.ingest(SMALL.org, "src", crash_at - 1, batches[crash_at - 1])
     assert resent.duplicate
     for i in range(crash_at, len(batches)):
@@ -237,6 +238,9 @@ def test_an_org_moves_between_shards_with_its_state() -> None:
     with pytest.raises(NotServed):
         a.ingest(SMALL.org, "src", 7, batches[7])
     assert b.ingest(SMALL.org, "src", 6, batches[6]).duplicate  # what it acknowledged moved too
+    assert b.last_seq(SMALL.org, "src") == 6 and b.last_seq(SMALL.org, "other") == -1
+    with pytest.raises(NotServed):
+        a.last_seq(SMALL.org, "src")
     feed(b, batches[7:], first_seq=7)
     b.drain(SMALL.org)
     assert output_hash(sink.rows(SMALL.org)) == output_hash(expected(SMALL, batches, LATENESS).rows)
