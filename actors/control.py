@@ -356,10 +356,11 @@ CLIENT_ATTEMPTS = 3
 
 def _attach(address: str, attempts: int = CLIENT_ATTEMPTS, pause_s: float = 2.0) -> None:
     """``ray.init`` on an existing cluster. A Ray client session is retried when the head
-    aborts its start: the head's proxy starts one server process per session and, under
-    load, can give up on it (Ray 2.60.0 raises ``ConnectionAbortedError`` with
-    ``psutil.ZombieProcess`` when that process dies during its start). The next try gets a
-    new server on the next port; anything else (refused token, wrong address) is not retried."""
+    aborts its start (``ConnectionAbortedError``: Ray's name for any failed session start on
+    the server). The case it is for: the head's proxy forks one server process per session,
+    and with gRPC's fork handlers on that process sometimes dies at birth (README); the next
+    try gets a new one on the next port. A lasting failure costs a few seconds more before
+    it is raised. Connection errors (refused token, wrong address) are not retried."""
     for attempt in range(1, attempts + 1):
         try:
             ray.init(address=address, namespace=NAMESPACE)

@@ -36,6 +36,8 @@ from actors.signing import SignedManifest, TrustStore
 from actors.sink import ParquetSink, Sink
 
 log = logging.getLogger("evoagg.shard")
+STARTUP_POLL_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+"""Pauses between tries of the first poll (about a minute in all), when the registry cannot be reached."""
 
 SHARD_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "max_concurrency": 8, "num_cpus": 1}
 """One CPU each on a cluster (``start_shard(num_cpus=...)`` lowers it on a laptop, where
@@ -224,11 +226,13 @@ class ShardActor:
             threading.Thread(target=self._poll_quietly, daemon=True).start()
         return events
 
-    def _poll_quietly(self) -> None:
+    def _poll_quietly(self) -> bool:
         try:
             self.poll_now()
+            return True
         except Exception as e:
             _structured("poll_failed", {"shard": self.name, "error": repr(e)})
+            return False
 
     def swaps_idle(self, timeout_s: float = 60.0) -> bool:
         """Waits until no swap is being prepared or queued (tests and demos)."""
@@ -268,8 +272,11 @@ class ShardActor:
     def _poll_loop(self) -> None:
         # The first poll runs at once: a shard that Ray restarted has missed the pushes made
         # while it was down, and a module it had on probation (never checkpointed) must come
-        # back now, not a poll interval (5 minutes by default) later.
-        self._poll_quietly()
+        # back now, not a poll interval (5 minutes by default) later. The registry may be
+        # restarting too (the same node died): a failed first poll is tried again, for a while.
+        for pause_s in (*STARTUP_POLL_PAUSES_S, None):
+            if self._poll_quietly() or pause_s is None or self._stop.wait(pause_s):
+                break
         while not self._stop.wait(self.settings.poll_interval_s):
             try:
                 self._subscribe()  # again: a restarted registry has forgotten its subscribers

@@ -12,11 +12,15 @@ counts twice. Two rules follow, and the client keeps both:
   restarted under the same name continues the numbering instead of starting at 0, where
   its first batches would be taken for repeats), and a number once sent is never reused.
 
-Two clients alive at once must still have different source names.
+A repeat on a batch's first try means another call used its number (the previous process
+under the same name, whose last call landed after this client asked where to resume): the
+batch, not counted, goes again under a fresh number. Two clients alive at once must still
+have different source names (``send`` raises ``ConfigError`` when numbers keep being taken).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,8 +29,12 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
-from actors.errors import NotServed
+from actors.errors import ConfigError, NotServed
 from actors.shard.state import Ack
+
+log = logging.getLogger("evoagg.client")
+RENUMBER_ATTEMPTS = 5
+"""Repeats on a first try (numbers taken by another client) before ``send`` gives up."""
 
 
 class ShardClient:
@@ -41,32 +49,65 @@ class ShardClient:
         self.retry_for_s = retry_for_s
         self.call_timeout_s = call_timeout_s
         self.retries = 0
+        self.renumbered = 0
         self._next: dict[int, int] = {}
         self._org_locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def send(self, org: int, payloads: Sequence[bytes]) -> Ack:
+        """Sends one batch and returns its acknowledgement: the batch is durable and counted
+        once. Batches for one org wait their turn; ``retry_for_s`` bounds each one's retries.
+        If this raises, the batch was not acknowledged and may still land later."""
         with self._lock:
             org_lock = self._org_locks.setdefault(org, threading.Lock())
         with org_lock:
-            if org not in self._next:
-                self._next[org] = self._call(org, lambda shard: shard.last_seq.remote(org, self.source)) + 1
-            seq = self._next[org]
-            # Burnt whatever happens: after a failure the batch may still land, so its number
-            # must not carry another batch.
-            self._next[org] = seq + 1
-            return self._call(org, lambda shard: shard.ingest.remote(org, self.source, seq, list(payloads)))  # type: ignore[no-any-return]
+            for _ in range(RENUMBER_ATTEMPTS):
+                if org not in self._next:
+                    self._next[org] = self._resume(org)
+                seq = self._next[org]
+                # Burnt whatever happens: after a failure the batch may still land, so its
+                # number must not carry another batch.
+                self._next[org] = seq + 1
+                ack, attempts = self._call(org, self._ingest(org, seq, payloads))
+                if not (ack.duplicate and attempts == 1):
+                    return ack  # type: ignore[no-any-return]
+                # A repeat on the first try: the number was used by a call this client never
+                # made (the previous process under this name, whose last call landed after
+                # this one asked where to resume). The batch was not counted: it goes again
+                # under a number past the shard's last.
+                self.renumbered += 1
+                del self._next[org]
+        raise ConfigError(f"source {self.source!r}: another live client sends under the same name (numbers taken {RENUMBER_ATTEMPTS} times in a row)")
 
-    def _call(self, org: int, call: Callable[[Any], Any]) -> Any:
+    def _ingest(self, org: int, seq: int, payloads: Sequence[bytes]) -> Callable[[Any], Any]:
+        batch = list(payloads)
+        return lambda shard: shard.ingest.remote(org, self.source, seq, batch)
+
+    def _resume(self, org: int) -> int:
+        """The next number: one past the last the shard acknowledged for this source."""
+        try:
+            last, _ = self._call(org, lambda shard: shard.last_seq.remote(org, self.source))
+        except AttributeError:
+            # A shard started from code older than ``last_seq`` (a system upgraded in place):
+            # number from 0, as that code did; restart the shards to resume properly.
+            log.warning("shard for org %s has no last_seq; numbering source %r from 0", org, self.source)
+            return 0
+        return int(last) + 1
+
+    def _call(self, org: int, call: Callable[[Any], Any]) -> tuple[Any, int]:
+        """The call's result and how many tries it took."""
         deadline = time.monotonic() + self.retry_for_s
         delay = 0.05
+        attempts = 0
         while True:
+            attempts += 1
             try:
-                return self.get(call(self.resolve(org)), timeout=self.call_timeout_s)
+                return self.get(call(self.resolve(org)), timeout=self.call_timeout_s), attempts
             except (RayActorError, ActorUnavailableError, GetTimeoutError, NotServed):
                 # Dead or restarting shard, or the org moved: the same call goes again.
                 if time.monotonic() > deadline:
                     raise
-                self.retries += 1
+                with self._lock:
+                    self.retries += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)

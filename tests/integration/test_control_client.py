@@ -90,15 +90,22 @@ def session(address: str, body: str, tmp: Path, token: Path) -> dict[str, object
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def test_a_client_without_the_clusters_token_is_refused(head: str, tmp_path: Path) -> None:
+def test_a_client_without_the_clusters_token_is_refused(head: str, token: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong_token"
     wrong.write_text(secrets.token_hex(32))
     wrong.chmod(0o600)
-    script = tmp_path / "intruder.py"
-    script.write_text(f"import actors\nactors.connect({head!r}, root={str(tmp_path / 'state')!r}, start=False)\nprint('attached')\n")
-    proc = client(script, wrong)
-    assert proc.returncode != 0 and "attached" not in proc.stdout
-    assert "ConnectionError" in proc.stderr, proc.stderr[-2000:]
+    script = tmp_path / "attach.py"
+    script.write_text(
+        "import actors\nfrom actors.errors import ConfigError\n"
+        f"try:\n    actors.connect({head!r}, root={str(tmp_path / 'state')!r}, start=False)\n    print('attached')\n"
+        "except ConfigError:\n    print('attached; no control plane yet')\n"
+    )
+    refused = client(script, wrong)
+    assert refused.returncode != 0 and "attached" not in refused.stdout
+    assert "ConnectionError" in refused.stderr, refused.stderr[-2000:]
+    # The control: the same script, the same head, the cluster's token.
+    allowed = client(script, token)
+    assert allowed.returncode == 0 and "attached" in allowed.stdout, allowed.stderr[-2000:] + _client_server_logs()
 
 
 def test_two_client_sessions_drive_and_see_the_same_system(head: str, token: Path, tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from ray.exceptions import GetTimeoutError
 
-from actors.shard.client import ShardClient
+from actors.errors import ConfigError
+from actors.shard.client import RENUMBER_ATTEMPTS, ShardClient
 from actors.shard.state import ShardState
 from tests.support.shardkit import SMALL, batches_of, module, new_state, traffic
 
@@ -39,8 +40,9 @@ class FakeShard:
     delays each ingest before it takes the lock, as a network would, so concurrent calls
     can arrive out of order."""
 
-    def __init__(self, state: ShardState, jitter_s: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, state: ShardState, jitter_s: float = 0.0, seed: int = 0, before: Callable[..., None] | None = None) -> None:
         self.state, self.jitter_s, self.rng, self.lock = state, jitter_s, random.Random(seed), threading.Lock()
+        self.before = before  # runs just before an ingest, with its arguments: another caller's call landing first
         self.ingest = Method(self._ingest)
         self.last_seq = Method(self._last_seq)
 
@@ -48,6 +50,8 @@ class FakeShard:
         if self.jitter_s:
             time.sleep(self.rng.random() * self.jitter_s)
         with self.lock:
+            if self.before is not None:
+                self.before(*args)
             return self.state.ingest(*args)
 
     def _last_seq(self, *args: Any) -> int:
@@ -135,3 +139,44 @@ def test_a_failed_batchs_number_is_never_reused() -> None:
     ack = client.send(SMALL.org, BATCHES[1])  # a different batch: a new number, counted
     assert ack.seq == 1 and not ack.duplicate
     assert received(state) == len(BATCHES[0]) + len(BATCHES[1])
+
+
+def test_a_number_taken_by_the_previous_process_is_sent_again_under_a_fresh_one() -> None:
+    state = served()
+    old = ShardClient("p", lambda org: FakeShard(state), get=get)
+    for b in BATCHES[:2]:
+        old.send(SMALL.org, b)  # numbers 0 and 1
+    late = {"pending": True}
+
+    def old_call_lands(org: int, source: str, seq: int, payloads: list[bytes]) -> None:
+        # The old process's last call (number 2, never acknowledged to it) lands after the
+        # new process asked where to resume (1) and before its first batch (also 2).
+        if late["pending"]:
+            late["pending"] = False
+            state.ingest(org, source, 2, BATCHES[2])
+
+    new = ShardClient("p", lambda org: FakeShard(state, before=old_call_lands), get=get)
+    ack = new.send(SMALL.org, BATCHES[3])
+    assert not ack.duplicate and ack.seq == 3 and new.renumbered == 1
+    assert received(state) == sum(len(b) for b in BATCHES[:4])
+
+
+def test_two_live_clients_under_one_name_get_a_clear_error() -> None:
+    state = served()
+
+    def twin_sends_first(org: int, source: str, seq: int, payloads: list[bytes]) -> None:
+        state.ingest(org, source, seq, BATCHES[0])
+
+    client = ShardClient("p", lambda org: FakeShard(state, before=twin_sends_first), get=get)
+    with pytest.raises(ConfigError, match="another live client"):
+        client.send(SMALL.org, BATCHES[1])
+    assert client.renumbered == RENUMBER_ATTEMPTS
+
+
+def test_a_shard_from_older_code_is_numbered_from_zero() -> None:
+    state = served()
+    shard = FakeShard(state)
+    del shard.last_seq  # started before last_seq existed (a system upgraded in place)
+    client = ShardClient("p", lambda org: shard, get=get)
+    acks = [client.send(SMALL.org, b) for b in BATCHES[:2]]
+    assert [a.seq for a in acks] == [0, 1] and not any(a.duplicate for a in acks)
