@@ -330,9 +330,15 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(st, default=str))
         return 0
     for name, sh in st["shards"].items():
+        if not sh["reachable"]:
+            print(f"{name}: UNREACHABLE ({sh['error']}); orgs {sh['orgs']}")
+            continue
         print(f"{name}: orgs {sh['orgs']}, {sh['batches']} batches, recovered {sh['recovery']}")
     for org, t in sorted(st["tenants"].items()):
         imp = t.get("improvement") or {}
+        if not t["reachable"]:
+            print(f"org {org} on {t['shard']}: shard unreachable; registry's latest v{t['latest_version']}; {imp.get('stage', '')}")
+            continue
         print(
             f"org {org} on {t['shard']}: v{t['module']['version']} {t['module']['origin']}, {t['msg_per_s']:.0f} msg/s "
             f"(capacity {t['capacity_msg_per_s'] or 0:,.0f}), {t['messages_received']} received, rejected {t['rejected']}, "

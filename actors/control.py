@@ -38,12 +38,34 @@ from actors.evolve.settings import EvolutionConfig
 from actors.kernel.abi import config_hash
 from actors.shard.router import Routing
 from actors.shard.settings import ShardSettings
+from actors.status import assemble as assemble_status
 from actors.workload import Workload
 
 CONTROL = "evoagg-control"
 NAMESPACE = "evoagg"
 REGISTRY = "evoagg-registry"
 log = logging.getLogger("evoagg.control")
+
+
+STATUS_TIMEOUT_S = 10.0
+"""How long ``status`` waits for the shards and the registry before reporting them unreachable."""
+
+
+def _answers(calls: dict[Any, Any], timeout_s: float) -> dict[Any, Any]:
+    """Each call's result, the error it raised, or None when it did not finish in time
+    (the calls run at once; the wait is for all of them together)."""
+    refs = list(calls.values())
+    ready = set(ray.wait(refs, num_returns=len(refs), timeout=timeout_s)[0]) if refs else set()
+    out: dict[Any, Any] = {}
+    for key, ref in calls.items():
+        if ref not in ready:
+            out[key] = None
+            continue
+        try:
+            out[key] = ray.get(ref)
+        except Exception as e:  # a dead actor, or an error it raised: reported, not raised
+            out[key] = e
+    return out
 
 
 def _shard_name(i: int) -> str:
@@ -250,24 +272,17 @@ class ControlActor:
     # --- reading and operating ------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Tenants, shards and the orgs they serve, modules, evolution progress, throughput."""
+        """Tenants, shards and the orgs they serve, modules, evolution progress, throughput.
+        Answers within ``STATUS_TIMEOUT_S`` whatever the shards do: one that does not answer
+        (dead, restarting) is reported unreachable with its tenants (``actors.status``)."""
         with self.lock:
             tenants = dict(self.tenants)
             jobs = {org: {k: v for k, v in j.items() if k != "thread"} for org, j in self.jobs.items()}
-        shards = {name: ray.get(h.status.remote()) for name, h in self.shards.items()}
-        out: dict[str, Any] = {"shards": {}, "tenants": {}, "mapping": self.routing.mapping(tenants)}
-        for name, st in shards.items():
-            out["shards"][name] = {"orgs": sorted(st["orgs"]), "batches": st["batches"], "recovery": st["recovery"], "swap_pauses_ms": st["swap_pauses_ms"]}
-            for org, o in st["orgs"].items():
-                latest = ray.get(self.registry.latest.remote(org, o["config_hash"]))
-                out["tenants"][org] = {
-                    "shard": name,
-                    **o,
-                    "latest_version": latest["manifest"]["version"] if latest else None,
-                    "improvement": jobs.get(org),
-                    "history": [h for h in st["history"] if h.get("org") == org],
-                }
-        return out
+        shard_calls = {name: h.status.remote() for name, h in self.shards.items()}
+        latest_calls = {org: self.registry.latest.remote(org, config_hash(cfg)) for org, cfg in tenants.items()}
+        answers = _answers(shard_calls, STATUS_TIMEOUT_S)
+        latest = {org: a["manifest"]["version"] if isinstance(a, dict) else None for org, a in _answers(latest_calls, STATUS_TIMEOUT_S).items()}
+        return assemble_status(self.routing.mapping(tenants), answers, latest, jobs)
 
     def modules(self, org: int) -> list[dict[str, Any]]:
         cfg = self.tenants.get(org)
