@@ -329,6 +329,8 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, default=str))
         return 0
+    if not st["registry"]["reachable"]:
+        print(f"registry: UNREACHABLE ({st['registry']['error']})")
     for name, sh in st["shards"].items():
         if not sh["reachable"]:
             print(f"{name}: UNREACHABLE ({sh['error']}); orgs {sh['orgs']}")
@@ -337,7 +339,7 @@ def _status(args: argparse.Namespace) -> int:
     for org, t in sorted(st["tenants"].items()):
         imp = t.get("improvement") or {}
         if not t["reachable"]:
-            print(f"org {org} on {t['shard']}: shard unreachable; registry's latest v{t['latest_version']}; {imp.get('stage', '')}")
+            print(f"org {org} on {t['shard']}: UNREACHABLE ({t['error']}); registry's latest v{t['latest_version'] or '?'}; {imp.get('stage', '')}")
             continue
         print(
             f"org {org} on {t['shard']}: v{t['module']['version']} {t['module']['origin']}, {t['msg_per_s']:.0f} msg/s "

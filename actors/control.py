@@ -33,7 +33,7 @@ import ray
 
 from actors import metrics
 from actors.config import TenantConfig
-from actors.errors import ConfigError, EvoaggError
+from actors.errors import ConfigError, EvoaggError, Unavailable
 from actors.evolve.settings import EvolutionConfig
 from actors.kernel.abi import config_hash
 from actors.shard.router import Routing
@@ -52,14 +52,14 @@ STATUS_TIMEOUT_S = 10.0
 
 
 def _answers(calls: dict[Any, Any], timeout_s: float) -> dict[Any, Any]:
-    """Each call's result, the error it raised, or None when it did not finish in time
-    (the calls run at once; the wait is for all of them together)."""
+    """Each call's result, or the error it raised, or ``TimeoutError`` when it did not
+    finish in time (the calls run at once; the wait is for all of them together)."""
     refs = list(calls.values())
     ready = set(ray.wait(refs, num_returns=len(refs), timeout=timeout_s)[0]) if refs else set()
     out: dict[Any, Any] = {}
     for key, ref in calls.items():
         if ref not in ready:
-            out[key] = None
+            out[key] = TimeoutError(f"no answer in {timeout_s:.0f} s (restarting, dead or busy)")
             continue
         try:
             out[key] = ray.get(ref)
@@ -278,11 +278,12 @@ class ControlActor:
         with self.lock:
             tenants = dict(self.tenants)
             jobs = {org: {k: v for k, v in j.items() if k != "thread"} for org, j in self.jobs.items()}
-        shard_calls = {name: h.status.remote() for name, h in self.shards.items()}
-        latest_calls = {org: self.registry.latest.remote(org, config_hash(cfg)) for org, cfg in tenants.items()}
-        answers = _answers(shard_calls, STATUS_TIMEOUT_S)
-        latest = {org: a["manifest"]["version"] if isinstance(a, dict) else None for org, a in _answers(latest_calls, STATUS_TIMEOUT_S).items()}
-        return assemble_status(self.routing.mapping(tenants), answers, latest, jobs)
+        calls: dict[tuple[str, Any], Any] = {("shard", name): h.status.remote() for name, h in self.shards.items()}
+        calls |= {("latest", org): self.registry.latest.remote(org, config_hash(cfg)) for org, cfg in tenants.items()}
+        answers = _answers(calls, STATUS_TIMEOUT_S)  # one wait for all: 10 s at most in all
+        shard_answers = {name: a for (kind, name), a in answers.items() if kind == "shard"}
+        latest = {org: a if isinstance(a, BaseException) else {"latest": a} for (kind, org), a in answers.items() if kind == "latest"}
+        return assemble_status(self.routing.mapping(tenants), shard_answers, latest, jobs)
 
     def modules(self, org: int) -> list[dict[str, Any]]:
         cfg = self.tenants.get(org)
@@ -410,5 +411,21 @@ def connect(address: str | None = "auto", root: str | Path | None = None, start:
     where = str(Path(root or "evoagg-state").resolve())
     opts = RemoteControl.options(name=CONTROL, namespace=NAMESPACE, get_if_exists=True, lifetime="detached" if detached else None)  # type: ignore[attr-defined]
     actor = opts.remote(where, detached=detached, **options)
-    ray.get(actor.status.remote())  # type: ignore[attr-defined]  # started (or failed to) before returning
+    _wait_until_serving(actor)
     return Control(actor)
+
+
+def _wait_until_serving(actor: Any, within_s: float = 120.0) -> None:
+    """Returns once the new control plane's shards and registry answer (a shard recovering
+    a long journal may take a while); raises what is wrong when they do not in ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        st = ray.get(actor.status.remote())
+        down = {name: sh["error"] for name, sh in st["shards"].items() if not sh["reachable"]}
+        if not st["registry"]["reachable"]:
+            down["registry"] = st["registry"]["error"]
+        if not down:
+            return
+        if time.monotonic() > deadline:
+            raise Unavailable(f"the control plane started, but these do not answer after {within_s:.0f} s: {down}")
+        time.sleep(1.0)

@@ -247,7 +247,7 @@ def run_demo(
                 # Past the duration: a generation still running gets up to grace_s to finish
                 # and its winner to be swapped in (the registry's latest version served); then 10 s more on the final modules, so "after" is
                 # measured on a quiet machine, off probation.
-                busy = any(
+                busy = not status["registry"]["reachable"] or any(
                     not str((st.get("improvement") or {}).get("stage", "done")).startswith(("done", "failed", "serving"))
                     or st["probation"]
                     or (st.get("latest_version") or 0) > st["module"]["version"]

@@ -9,6 +9,7 @@
     ├── ModuleRejected          a wasm module fails validation (imports, exports, limits, features)
     ├── NotServed               a shard was asked about an org it does not serve (moved, never added)
     ├── StateError              a shard's checkpoint or journal cannot be read
+    ├── Unavailable             a part of the running system (shard, registry) does not answer
     ├── KernelError             a module misbehaved while running
     │   ├── KernelTrap          it trapped (panic, out-of-bounds, unreachable) on a batch
     │   ├── KernelTimeout       it ran past its deadline (epoch interruption) on a batch
@@ -98,6 +99,11 @@ class NotServed(EvoaggError):
 
 class StateError(EvoaggError):
     """A shard's checkpoint or journal is unreadable: recovery refuses to guess."""
+
+
+class Unavailable(EvoaggError):
+    """A part of the running system (a shard, the registry) does not answer: dead, still
+    recovering, or starved of resources. The message names which, and why if known."""
 
 
 class KernelError(EvoaggError):

@@ -1,5 +1,5 @@
 """Attaching to a running cluster: a Ray client session whose start the head aborted is
-tried again; nothing else is."""
+tried again, nothing else is; a new control plane is returned once its parts answer."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from actors import control
+from actors.errors import Unavailable
 
 
 class FakeInit:
@@ -66,3 +67,30 @@ def test_other_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch, no_slee
     with pytest.raises(type(error)):
         control._attach(address)
     assert len(init.calls) == 1 and no_sleep == []
+
+
+class FakeControl:
+    """A control actor whose ``status`` answers in turn with the given statuses."""
+
+    def __init__(self, *statuses: dict[str, Any]) -> None:
+        self.statuses = list(statuses)
+        self.status = self
+
+    def remote(self) -> dict[str, Any]:
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+
+UP = {"shards": {"s0": {"reachable": True}}, "registry": {"reachable": True}}
+SHARD_DOWN = {"shards": {"s0": {"reachable": False, "error": "RayActorError: died in __init__"}}, "registry": {"reachable": True}}
+
+
+def test_a_new_control_plane_is_returned_once_its_shards_answer(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> None:
+    monkeypatch.setattr("actors.control.ray.get", lambda x: x)
+    control._wait_until_serving(FakeControl(SHARD_DOWN, SHARD_DOWN, UP))
+    assert no_sleep == [1.0, 1.0]
+
+
+def test_a_control_plane_whose_shard_never_answers_is_an_error(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> None:
+    monkeypatch.setattr("actors.control.ray.get", lambda x: x)
+    with pytest.raises(Unavailable, match=r"s0.*died in __init__"):
+        control._wait_until_serving(FakeControl(SHARD_DOWN), within_s=0.0)

@@ -9,7 +9,7 @@ from actors.status import assemble
 
 MAPPING = {1: "s-a", 2: "s-a", 3: "s-b", 4: "s-c"}
 JOBS = {1: {"stage": "evolving"}, 2: None, 3: {"stage": "done"}, 4: None}
-LATEST = {1: 3, 2: 1, 3: 2, 4: None}
+LATEST: dict[int, Any] = {org: {"latest": {"manifest": {"version": v}}} for org, v in {1: 3, 2: 1, 3: 2}.items()} | {4: {"latest": None}}
 
 
 def answer(orgs: list[int]) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def answer(orgs: list[int]) -> dict[str, Any]:
 
 def test_every_shard_answering() -> None:
     st = assemble({1: "s-a", 2: "s-a"}, {"s-a": answer([1, 2])}, LATEST, JOBS)
-    assert st["mapping"] == {1: "s-a", 2: "s-a"}
+    assert st["mapping"] == {1: "s-a", 2: "s-a"} and st["registry"] == {"reachable": True}
     assert st["shards"] == {"s-a": {"reachable": True, "orgs": [1, 2], "batches": 7, "recovery": {"seconds": 0.1}, "swap_pauses_ms": [1.5]}}
     one = st["tenants"][1]
     assert one["reachable"] and one["shard"] == "s-a" and one["messages_received"] == 10 and one["module"]["version"] == 1
@@ -49,3 +49,15 @@ def test_a_silent_and_a_failing_shard_are_reported_with_their_tenants() -> None:
     }
     assert st["tenants"][4]["error"] == "RuntimeError: actor died" and st["tenants"][4]["latest_version"] is None
     assert st["tenants"][1]["reachable"] and st["tenants"][1]["messages_received"] == 10
+
+
+def test_a_tenant_its_shard_does_not_list_is_reported_not_dropped() -> None:
+    st = assemble({1: "s-a", 5: "s-a"}, {"s-a": answer([1])}, LATEST, JOBS)
+    assert st["tenants"][5]["reachable"] is False and "not served by s-a" in st["tenants"][5]["error"]
+
+
+def test_a_registry_that_does_not_answer_is_reported_and_its_versions_unknown() -> None:
+    latest = dict(LATEST) | {2: TimeoutError("no answer in 10 s")}
+    st = assemble({1: "s-a", 2: "s-a"}, {"s-a": answer([1, 2])}, latest, JOBS)
+    assert st["registry"] == {"reachable": False, "error": "TimeoutError: no answer in 10 s"}
+    assert st["tenants"][2]["latest_version"] is None and st["tenants"][1]["latest_version"] == 3
