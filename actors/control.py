@@ -213,12 +213,12 @@ class ControlActor:
         chash = config_hash(cfg)
         shard = self._shard(org)
         try:
-            deadline = time.monotonic() + 600
+            samples_by = time.monotonic() + 600
             while True:  # the shard's samples of live traffic: training for the evolver, held back for the shadow stage
                 training, held_back = ray.get(shard.training.remote(org)), ray.get(shard.holdout.remote(org))
                 if len(training) >= 64 and len(held_back) >= 16:
                     break
-                if time.monotonic() > deadline:
+                if time.monotonic() > samples_by:
                     raise EvoaggError(f"org {org}: no traffic to learn from after 600 s")
                 time.sleep(0.5)
             generic = self._generic_wasm()
