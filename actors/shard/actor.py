@@ -220,7 +220,7 @@ class ShardActor:
             if lane is None or lane.config_hash != config_hash:
                 return []
             events = [type(e).__name__ for e in self.state.revoke(org, version, reason)]
-            stuck = lane.served.entry.version in lane.bad_versions
+            stuck = lane.serving_revoked
         if stuck:
             # Serving a revoked version with nothing to fall back on: ask the registry now.
             threading.Thread(target=self._poll_quietly, daemon=True).start()
@@ -261,7 +261,7 @@ class ShardActor:
                 continue
             with self.lock:
                 lane = self.state.lanes.get(org)
-                revoked = lane is not None and lane.served.entry.version in lane.bad_versions
+                revoked = lane is not None and lane.serving_revoked
             if latest["manifest"]["version"] < have and not revoked:
                 continue
             signed, wasm = self.registry.fetch(org, chash, latest["manifest"]["version"])

@@ -292,6 +292,12 @@ class Lane:
         self._busy.append((self.clock(), len(payloads), time.perf_counter() - t0))
         return res, events
 
+    @property
+    def serving_revoked(self) -> bool:
+        """Serving a version marked bad with nothing to fall back on: only the registry's
+        latest good version, whatever its number, can replace it."""
+        return self.served.entry.version in self.bad_versions and self.previous is None
+
     def capacity(self) -> float | None:
         """Messages per second of the lane's own busy time (running and flushing) over
         the rate window: what the serving module can take, whatever the offered load.
@@ -446,8 +452,7 @@ class Lane:
         # Older versions are refused (no replay of old modules), except while the serving
         # version is itself revoked with nothing to fall back on: then the registry's
         # latest good version is taken, whatever its number (an operator's rollback).
-        revoked = self.served.entry.version in self.bad_versions and self.previous is None
-        if m.version <= newest and not (revoked and m.version != self.served.entry.version):
+        if m.version <= newest and not (self.serving_revoked and m.version != self.served.entry.version):
             raise ModuleRejected("stale_version", f"version {m.version} is not newer than version {newest} already served")
 
     def begin_swap(self, signed: SignedManifest, wasm: bytes, holdout: Sequence[bytes]) -> PendingSwap | None:
