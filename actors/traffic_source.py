@@ -56,10 +56,6 @@ class TrafficSource:
         except Exception as e:
             self.error = repr(e)
 
-    def retarget(self, shard_name: str) -> None:
-        """The org moved: send to this shard from now on (an unacknowledged batch follows)."""
-        self.shard_name = shard_name
-
     def stop(self) -> dict[str, Any]:
         """Stops after the batch in flight is acknowledged; returns the final counts."""
         self._stop.set()
