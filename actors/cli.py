@@ -1,4 +1,5 @@
-"""The ``evoagg`` command line: ``gen``, ``replay``, ``specialize``, ``verify``, ``bench``, ``evolve``, ``keygen``, ``demo``, ``serve``, ``status``.
+"""The ``evoagg`` command line: ``gen``, ``replay``, ``specialize``, ``verify``, ``bench``, ``evolve``, ``keygen``,
+``prebuild``, ``demo``, ``serve``, ``status``.
 
 Exit codes: 0 success, 1 a runtime failure (a kernel trapped, a build failed, a
 candidate was rejected, outputs differ), 2 bad usage or bad input files.
@@ -281,6 +282,22 @@ def _evolve(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_TENANTS = ("configs/tenants/1042.yaml", "configs/tenants/2077.yaml")
+"""The demo's tenants, relative to the repository root."""
+
+
+def _prebuild(args: argparse.Namespace) -> int:
+    from actors.kernel.prebuild import prebuild
+    from actors.loading import load_tenant
+
+    repo = Path(__file__).resolve().parents[1]
+    paths = args.tenant if args.tenant is not None else [repo / p for p in DEMO_TENANTS]
+    tenants = [load_tenant(p) for p in paths]
+    summary = prebuild(tenants, lambda m: print(f"evoagg {m}", file=sys.stderr, flush=True))
+    print(json.dumps(summary))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from actors.demo import print_summary, run_demo
 
@@ -421,6 +438,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--swaps", type=int, default=10, help="with --live: swaps to measure")
     b.add_argument("--no-kill", action="store_true", help="with --live: do not kill the shard")
     b.set_defaults(fn=_bench)
+
+    pb = sub.add_parser("prebuild", help="compile what a cold cache lacks (core and alloc per build slot, kernels, codec proofs) before a timed job; JSON")
+    pb.add_argument("--tenant", type=Path, action="append", help="tenant config YAML to build a kernel for (repeatable; default: the demo's two tenants)")
+    pb.set_defaults(fn=_prebuild)
 
     d = sub.add_parser("demo", help="the main job: two tenants served, improved and hot-swapped under traffic; live view, summary, chart")
     d.add_argument("--duration", type=float, default=180.0, help="seconds (default 180), then at most 75 s more for a running generation to land")

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,20 +196,33 @@ def build_slots() -> int:
         return 1
 
 
+def target_dir(slot: int) -> Path:
+    """Cargo's target directory of build slot ``slot``."""
+    return cache_dir() / ("target" if slot == 0 else f"target-{slot}")
+
+
+def _slot_lock_file(i: int) -> int:
+    return os.open(cache_dir() / f"build.{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _wait_slot(i: int) -> int:
+    """Slot ``i``'s lock (a locked fd), once it is free."""
+    fd = _slot_lock_file(i)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def _take_slot(n: int) -> tuple[int, int]:
     """A free build slot (index, locked fd): the lowest free one, else wait for slot 0...n-1 by pid."""
-    d = cache_dir()
     for i in range(n):
-        fd = os.open(d / f"build.{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _slot_lock_file(i)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return i, fd
         except BlockingIOError:
             os.close(fd)
     i = os.getpid() % n
-    fd = os.open(d / f"build.{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return i, fd
+    return i, _wait_slot(i)
 
 
 @dataclass(frozen=True)
@@ -225,27 +239,40 @@ def build(
     package: str = "kernel-generic",
     timeout_s: float = 900,
     on_compile: Callable[[str], None] | None = None,
+    *,
+    slot: int | None = None,
+    force: bool = False,
 ) -> BuildResult:
     """Builds ``package`` of the cargo workspace at ``workspace`` to wasm (release).
 
     ``on_compile`` is told, before cargo starts, when the result is not cached (a first
-    build compiles core and alloc too and takes a while).
+    build compiles core and alloc too and takes a while). ``slot`` builds in that build
+    slot (waiting for it) instead of the first free one; ``force`` runs cargo even when
+    the result is cached. Both exist to warm a given slot's target dir
+    (:mod:`actors.kernel.prebuild`).
     """
     t0 = time.monotonic()
     tc = toolchain()
+    n = build_slots()
+    if slot is not None and not 0 <= slot < n:
+        raise ValueError(f"build slot {slot} out of range 0..{n - 1}")
     digest = source_hash(workspace, f"{package}\0{tc.version}\0{tc.mode}")
     out = cache_dir() / "wasm" / f"{digest}.wasm"
-    if out.exists():
+    if out.exists() and not force:
         return BuildResult(out.read_bytes(), digest, True, time.monotonic() - t0, tc)
     out.parent.mkdir(parents=True, exist_ok=True)
     if on_compile:
         on_compile(f"compiling {package} to wasm with {tc.version} ({tc.mode}); cached afterwards")
-    slot, fd = _take_slot(build_slots())
+    if slot is None:
+        slot, fd = _take_slot(n)
+    else:
+        fd = _wait_slot(slot)
     try:
         wasm = _cargo_build(tc, workspace, package, slot, timeout_s)
     finally:
         os.close(fd)
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    # Unique per writer: threads of one process (prebuild's) may store the same result at once.
+    tmp = out.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(wasm)
     os.replace(tmp, out)
     return BuildResult(wasm, digest, False, time.monotonic() - t0, tc)
@@ -254,7 +281,7 @@ def build(
 def _cargo_build(tc: Toolchain, workspace: Path, package: str, slot: int, timeout_s: float) -> bytes:
     """Runs cargo in build slot ``slot`` (whose lock the caller holds)."""
     suffix = "" if slot == 0 else f"-{slot}"
-    target_dir = cache_dir() / f"target{suffix}"
+    target = target_dir(slot)
     # Every tree builds from the same place, copied afresh (new mtimes). Why: the target
     # dir is shared so core and alloc compile once, and cargo fingerprints workspace
     # members by their path relative to the workspace root, checking the mtimes of the
@@ -264,7 +291,7 @@ def _cargo_build(tc: Toolchain, workspace: Path, package: str, slot: int, timeou
     src = cache_dir() / f"src{suffix}" / package
     cmd = [
         tc.cargo, "build", "--release", "--offline", "--target", TARGET, "-p", package,
-        "--manifest-path", str(src / "Cargo.toml"), "--target-dir", str(target_dir), *tc.cargo_args(),
+        "--manifest-path", str(src / "Cargo.toml"), "--target-dir", str(target), *tc.cargo_args(),
     ]  # fmt: skip
     if src.exists():
         shutil.rmtree(src)
@@ -275,7 +302,7 @@ def _cargo_build(tc: Toolchain, workspace: Path, package: str, slot: int, timeou
         raise BuildFailed(f"build of {package} timed out after {timeout_s:.0f} s", str(e.stderr or "")) from None
     if proc.returncode != 0:
         raise BuildFailed(f"cargo build of {package} failed (exit {proc.returncode})", proc.stderr)
-    artifact = target_dir / TARGET / "release" / f"{package.replace('-', '_')}.wasm"
+    artifact = target / TARGET / "release" / f"{package.replace('-', '_')}.wasm"
     if not artifact.exists():
         raise BuildFailed(f"cargo reported success but {artifact} is missing", proc.stderr)
     return artifact.read_bytes()
