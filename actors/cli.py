@@ -24,13 +24,20 @@ def _gen(args: argparse.Namespace) -> int:
     from actors.payload import write_stream
     from actors.workload import generate
 
-    wl = load_workload(args.workload)
+    wl = _timed_workload(load_workload(args.workload), args.timing)
     if args.messages < 0:
         raise ConfigError("--messages must be >= 0")
     t0 = time.perf_counter()
     n = write_stream(args.out, generate(wl, args.messages, args.seed))
     print(f"wrote {n} messages of workload {wl.name} (org {wl.tenant.org}) to {args.out} in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     return 0
+
+
+def _timed_workload(wl: Any, timing: str | None) -> Any:
+    """The workload with its traffic's timing replaced when ``--timing`` is given."""
+    if timing is None:
+        return wl
+    return replace(wl, traffic=replace(wl.traffic, timing=timing).validate())
 
 
 def _load_kernel(spec: str) -> tuple[bytes, str]:
@@ -197,7 +204,7 @@ def _bench(args: argparse.Namespace) -> int:
     from actors.bench import plot, run_bench
     from actors.loading import load_workload
 
-    wl = load_workload(args.workload)
+    wl = _timed_workload(load_workload(args.workload), args.timing)
     if args.live:
         return _bench_live(args, wl)
     if args.messages < 1 or args.rounds < 1:
@@ -384,6 +391,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--messages", type=int, default=2000)
     g.add_argument("--seed", type=int, default=None, help="overrides the workload's seed")
     g.add_argument("--out", type=Path, required=True, help="traffic.bin (binary stream) or traffic.jsonl")
+    g.add_argument(
+        "--timing",
+        choices=["live", "history"],
+        help="live: recent points, as agents send (the workload's default); history: batch-like backfill, for replay benchmarks",
+    )
     g.set_defaults(fn=_gen)
     r = sub.add_parser("replay", help="run a traffic file through a kernel and write the aggregated rows")
     r.add_argument("--config", type=Path, required=True, help="tenant YAML (configs/tenants/<org>.yaml)")
@@ -427,6 +439,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--workload", type=Path, required=True, help="workload YAML")
     b.add_argument("--messages", type=int, default=200)
     b.add_argument("--rounds", type=int, default=3, help="interleaved rounds; results are medians")
+    b.add_argument("--timing", choices=["live", "history"], help="the traffic's timing (default: the workload's, live); history is labelled as such")
     b.add_argument("--evolved", type=Path, help="an evolved .wasm for the tenant, benchmarked too")
     b.add_argument("--no-peers", action="store_true", help="kernels and oracle only")
     b.add_argument("--plot", type=Path, help="PNG bar chart")

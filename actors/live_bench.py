@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +49,8 @@ def _generate_chunk(w: Workload, start: int, n: int, seed: int) -> list[bytes]:
     from actors.payload import encode
     from actors.workload import generate
 
-    t = w.traffic
-    # Chunks continue one timeline: a chunk starts at the window its first message is in.
-    shifted = replace(w, traffic=replace(t, start_ts=t.start_ts + (start // t.messages_per_window) * t.points_per_series * t.step_s))
-    return [encode(m) for m in generate(shifted, n, seed + start)]
+    # Chunks continue one timeline: a chunk's first message is message ``start`` of it.
+    return [encode(m) for m in generate(w, n, seed + start, first=start)]
 
 
 def _shard() -> Any:

@@ -271,6 +271,79 @@ def _read_timestamps(r: _Reader, n: int) -> list[int]:
     return ts
 
 
+# --- moving a payload in time -------------------------------------------------------------
+
+# Bytes of StreamVByte data described by one full control byte (four values).
+_SVB_CTRL_LEN = bytes(sum(((c >> (2 * k)) & 3) + 1 for k in range(4)) for c in range(256))
+
+
+def first_timestamps(buf: bytes) -> list[tuple[int, int, int]]:
+    """Each series' first timestamp as ``(start, end, value)``: where its svarint lies in
+    ``buf`` and what it says. Only what the walk needs is checked (structure, counts);
+    raises :class:`PayloadError` when the payload cannot be walked. Deltas are relative,
+    so these fields alone place a payload in time (:func:`shift_timestamps`)."""
+    if not buf:
+        raise PayloadError("empty", offset=0)
+    if buf[0] != PAYLOAD_VERSION:
+        raise PayloadError("bad_version", f"version byte {buf[0]}", offset=0)
+    r = _Reader(buf)
+    r.pos = 1
+    r.uvarint()
+    for _ in range(r.count(1)):
+        n = r.count(1)
+        r.pos += n
+    out: list[tuple[int, int, int]] = []
+    for _ in range(r.count(3)):
+        r.uvarint()
+        for _ in range(r.count(1)):
+            r.uvarint()
+        n = r.count(8)
+        if not n:
+            continue
+        start = r.pos
+        first = unzigzag(r.uvarint())
+        out.append((start, r.pos, first))
+        if r.pos >= len(buf):
+            raise r.fail("truncated", r.pos)
+        enc = buf[r.pos]
+        r.pos += 1
+        deltas = n - 1
+        if enc == TS_ENC_SVB:
+            full, rest = divmod(deltas, 4)
+            ctrl = buf[r.pos : r.pos + full + (1 if rest else 0)]
+            dlen = sum(_SVB_CTRL_LEN[c] for c in ctrl[:full])
+            if rest:
+                dlen += sum(((ctrl[full] >> (2 * k)) & 3) + 1 for k in range(rest))
+            r.pos += len(ctrl) + dlen
+        elif enc == TS_ENC_VARINT:
+            for _ in range(deltas):
+                r.uvarint()
+        else:
+            raise r.fail("bad_ts_encoding", r.pos - 1)
+        r.pos += 8 * n
+        if r.pos > len(buf):
+            raise r.fail("truncated", len(buf))
+    return out
+
+
+def shift_timestamps(buf: bytes, delta: int, fields: list[tuple[int, int, int]] | None = None) -> bytes:
+    """``buf`` with every timestamp moved by ``delta`` seconds (``fields``: its
+    :func:`first_timestamps`, when known). Everything else is byte for byte the same."""
+    if delta == 0:
+        return buf
+    fields = first_timestamps(buf) if fields is None else fields
+    parts: list[bytes] = []
+    at = 0
+    for start, end, first in fields:
+        parts.append(buf[at:start])
+        out = bytearray()
+        write_uvarint(out, zigzag(first + delta))
+        parts.append(bytes(out))
+        at = end
+    parts.append(buf[at:])
+    return b"".join(parts)
+
+
 # --- JSONL --------------------------------------------------------------------------------
 
 

@@ -1,21 +1,51 @@
 """A traffic source: a workload's messages, generated and sent to the org's shard in
 batches, each acknowledged before the next (exactly once, :mod:`actors.shard.client`).
 
-An actor of its own (a process: generating messages is CPU work that must not share a
-GIL with a shard), optional in a deployment: real traffic comes through the same client.
+Generating and encoding a message in Python costs more than a kernel spends on it, and
+on a laptop that CPU is taken from the builds and benchmarks a demo is about. So a
+source generates a pool of messages once (the first ``pool`` of the stream), and then
+sends the pool again and again, each time moved on in event time by the span the pool
+covers: the timeline goes on exactly as the workload's would, and the messages of a
+later round differ from the earlier ones in their timestamps (so they are new bytes to
+the shard's samples).
+
+An actor of its own (a process: its work must not share a GIL with a shard), optional in
+a deployment: real traffic comes through the same client.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import ray
 
-from actors.payload import encode
+from actors.payload import encode, first_timestamps, shift_timestamps
 from actors.shard.client import ShardClient
 from actors.workload import Workload, generate
+
+POOL_MESSAGES = 1000
+"""Messages generated once and then sent again, moved on in time (rounded up to whole windows)."""
+
+
+def pooled(workload: Workload, seed: int, pool: int = POOL_MESSAGES) -> Iterator[bytes]:
+    """The workload's stream, endless: the first ``pool`` messages (a whole number of time
+    windows, so the pool spans a whole number of seconds), then the same pool again and
+    again, each round moved on by that span."""
+    t = workload.traffic
+    n = -(-max(1, pool) // t.messages_per_window) * t.messages_per_window
+    span = round(n * t.event_s_per_message())
+    kept: list[tuple[bytes, list[tuple[int, int, int]]]] = []
+    for msg in generate(workload, n, seed):
+        p = encode(msg)
+        kept.append((p, first_timestamps(p)))
+        yield p
+    for k in itertools.count(1):
+        for p, fields in kept:
+            yield shift_timestamps(p, k * span, fields)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -39,10 +69,10 @@ class TrafficSource:
         pending: list[bytes] = []
         t0 = time.monotonic()
         try:
-            for msg in generate(self.workload, 10**12, self.seed):
+            for payload in pooled(self.workload, self.seed):
                 if self._stop.is_set():
                     break
-                pending.append(encode(msg))
+                pending.append(payload)
                 if len(pending) < self.batch:
                     continue
                 self.client.send(org, pending)

@@ -92,8 +92,10 @@ def edge_payloads(cfg: TenantConfig, seed: int = 0, n: int = 120) -> list[bytes]
 
 
 def config_traffic(cfg: TenantConfig, seed: int, n: int, series_per_message: int = 50, points_per_series: int = 20) -> list[bytes]:
-    """``n`` ordinary payloads over ``cfg``'s vocabulary: hosts with stable tag sets,
-    ascending points 10 s apart, time advancing every 100 messages."""
+    """``n`` ordinary payloads over ``cfg``'s vocabulary: hosts with stable tag sets, live
+    timing as agents send (``actors.workload``): each series' points ascending within the
+    10 s before its send time, which trails "now" by up to 5 s; now advances 10 s every
+    100 messages."""
     rng = random.Random(seed)
     metrics, tags = vocabulary(cfg)
     good = [t for t in tags if not t.endswith(":") and "," not in t]
@@ -101,11 +103,11 @@ def config_traffic(cfg: TenantConfig, seed: int, n: int, series_per_message: int
     weights = [8.0 if m != "other.metric" else 1.0 for m in metrics]
     out = []
     for i in range(n):
-        t0 = 1_764_000_000 + (i // 100) * points_per_series * 10
+        now = 1_764_000_000 + (i * 10) // 100
         series = []
         for _ in range(series_per_message):
-            off = rng.randrange(10)
-            pts = tuple((t0 + j * 10 + off, round(rng.uniform(0, 100), 3)) for j in range(points_per_series))
+            end = now - rng.randrange(6)
+            pts = tuple((end - 10 + ((j + 1) * 10) // points_per_series, round(rng.uniform(0, 100), 3)) for j in range(points_per_series))
             series.append(Series(rng.choices(metrics, weights)[0], rng.choice(hosts), pts))
         out.append(encode(Message(cfg.org, tuple(series))))
     return out
