@@ -180,7 +180,10 @@ def _verify(args: argparse.Namespace) -> int:
     current = args.current.read_bytes() if args.current else generic
     held_back = _messages(cfg.org, args.messages) or config_traffic(cfg, 1_000_003, 300)
     training = _messages(cfg.org, args.training) or config_traffic(cfg, 7, 300)
-    ctx = Context(cfg, sandbox, generic, current, tuple(held_back), tuple(training))
+    from actors.kernel.measure import Regime
+
+    regime = Regime(lateness_s=args.lateness, batch=args.batch).validate()
+    ctx = Context(cfg, sandbox, generic, current, tuple(held_back), tuple(training), regime=regime)
     if args.in_process:
         rep = verify(cand, ctx)
     else:
@@ -275,7 +278,7 @@ def _evolve(args: argparse.Namespace) -> int:
         training, held_back = config_traffic(cfg, 7, args.training), config_traffic(cfg, 1_000_003, args.held_back)
     sandbox = _sandbox_or_default(args.sandbox)
     generic = build().wasm
-    ctx = Context(cfg, sandbox, generic, generic, tuple(held_back), tuple(training), bench_rounds=evo.bench_rounds)
+    ctx = Context(cfg, sandbox, generic, generic, tuple(held_back), tuple(training), regime=evo.regime(args.lateness))
     from actors.evolve.engine import run_evolution
 
     _start_ray(args.ray_address)
@@ -430,6 +433,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--training", type=Path, help="messages for the bench stage (default: derived from the config)")
     v.add_argument("--current", type=Path, help="the module serving now, to bench against (default: the generic kernel)")
     v.add_argument("--sandbox", type=Path, help="sandbox limits YAML (default configs/sandbox.yaml)")
+    v.add_argument("--lateness", type=int, default=60, help="bench stage: the shard's allowed lateness, seconds (its flush schedule; default 60)")
+    v.add_argument("--batch", type=int, default=64, help="bench stage: messages per kernel call, as the shard's traffic arrives (default 64)")
     v.add_argument("--in-process", action="store_true", help="run the stages here instead of as Ray tasks")
     v.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     v.add_argument("--report", type=Path, help="also write the JSON report to this file")
@@ -495,6 +500,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--evolution", type=Path, help="evolution settings YAML (configs/evolution.yaml); flags override it")
     e.add_argument("--training", type=int, default=200, help="training messages (the bench stage's)")
     e.add_argument("--held-back", type=int, default=200, help="held-back messages (the shadow stage's; never shown to proposers)")
+    e.add_argument("--lateness", type=int, default=60, help="the shard's allowed lateness the fitness is measured with, seconds (default 60)")
     e.add_argument("--workdir", type=Path, help="candidates.sqlite and lineage/ (default out/evolve-<org>)")
     e.add_argument("--resume", action="store_true", help="continue the run in --workdir")
     e.add_argument("--sandbox", type=Path)

@@ -242,6 +242,9 @@ def run_evolution(
         seed = ray.get(store.seed.remote(seed_candidate(tenant, VerifierPool(ctx_ref))))
     log(f"org {tenant.org}: specialized kernel x{seed.ratio_to_generic:.2f} over generic")
     start = ray.get(store.run_state.remote("generation")) or 0
+    # Racing: a candidate gets more than the screen's rounds only if it may beat the seed.
+    if seed.ratio_to_generic and ctx.bar is None:
+        ctx_ref = ray.put(replace(ctx, bar=seed.ratio_to_generic))
 
     def spawn(i: int) -> Any:
         return IslandActor.options(resources=placement.resources("island")).remote(i, tenant, cfg, store, ctx_ref, proposer)  # type: ignore[attr-defined]
@@ -315,7 +318,7 @@ def run_evolution(
     # the best of that measurement is the result (see confirm.py: the winner's curse).
     records: list[CandidateRecord] = ray.get(store.records.remote())
     top = sorted((r for r in records if r.fitness is not None and r.proposer not in ("migration", "specialize")), key=lambda r: -(r.fitness or 0))[:3]
-    confirmed: dict[str, float] = ray.get(_confirm.remote([seed, *top], ctx_ref, cfg.confirm_rounds)) if cfg.confirm_rounds else {}  # type: ignore[call-arg]
+    confirmed: dict[str, dict[str, Any]] = ray.get(_confirm.remote([seed, *top], ctx_ref, cfg.confirm_rounds, seed.id)) if cfg.confirm_rounds else {}  # type: ignore[call-arg]
     summary = summarize(tenant, store, seed, time.monotonic() - t0, restarts, confirmed)
     summary["stopped"] = stopped or "generations done"
     # The winner as a module, rebuilt from its source (a build-cache hit: it was verified).
@@ -348,11 +351,11 @@ def run_many(
         return [f.result() for f in futures]
 
 
-def summarize(tenant: TenantConfig, store: Any, seed: CandidateRecord, seconds: float, restarts: int, confirmed: dict[str, float]) -> dict[str, Any]:
+def summarize(tenant: TenantConfig, store: Any, seed: CandidateRecord, seconds: float, restarts: int, confirmed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     records: list[CandidateRecord] = ray.get(store.records.remote())
     accepted = [r for r in records if r.status == "accepted" and r.proposer not in ("migration", "specialize")]
     if confirmed:
-        best = next(r for r in [seed, *accepted] if r.id == max(confirmed, key=lambda k: (confirmed[k], k)))
+        best = next(r for r in [seed, *accepted] if r.id == max(confirmed, key=lambda k: (confirmed[k]["ratio"], k)))
     else:
         best = max([*accepted, seed], key=lambda r: (r.fitness or 0.0, r.id))
     by_stage: dict[str, int] = {}
@@ -369,18 +372,21 @@ def summarize(tenant: TenantConfig, store: Any, seed: CandidateRecord, seconds: 
         "org": tenant.org,
         "best": {
             "candidate_id": best.id,
-            # Confirmed (measured again beside the others) when the run confirms; else as found.
-            "ratio_to_generic": confirmed.get(best.id, best.ratio_to_generic),
-            "ratio_to_specialized": round(confirmed[best.id] / confirmed[seed.id], 4)
-            if best.id in confirmed and confirmed.get(seed.id)
+            # Confirmed (measured again beside the others, in the shard's regime) when the
+            # run confirms; else as found.
+            "ratio_to_generic": confirmed[best.id]["ratio"] if best.id in confirmed else best.ratio_to_generic,
+            "ratio_to_generic_ci95": confirmed[best.id]["ci95"] if best.id in confirmed else None,
+            "ratio_to_specialized": confirmed[best.id]["to_seed"]["ratio"]
+            if best.id in confirmed and "to_seed" in confirmed[best.id]
             else best.ratio_to_specialized,
+            "ratio_to_specialized_ci95": confirmed[best.id]["to_seed"]["ci95"] if best.id in confirmed and "to_seed" in confirmed[best.id] else None,
             "ratio_found_in_search": best.ratio_to_generic,
             "commit": best.commit,
             "msg_per_s": best.msg_per_s,
             "genome": best.genome,
         },
         "confirmed": confirmed,
-        "specialized_ratio_to_generic": confirmed.get(seed.id, seed.ratio_to_generic),
+        "specialized_ratio_to_generic": confirmed[seed.id]["ratio"] if seed.id in confirmed else seed.ratio_to_generic,
         "lineage": lineage,
         "generations": gens + 1 if records else 0,
         "candidates": len([r for r in records if r.proposer not in ("migration", "specialize")]),

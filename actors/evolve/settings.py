@@ -8,6 +8,7 @@ from typing import Any
 
 from actors.config import check_int, check_keys
 from actors.errors import ConfigError
+from actors.kernel.measure import Regime
 
 PROPOSERS = ("offline", "anthropic")
 
@@ -44,11 +45,19 @@ class EvolutionConfig:
     """Wall time the anthropic proposer may spend (None: unlimited)."""
     seed: int = 0
     """Seeds every island's RNG: selection, migration and the offline proposer replay from it."""
-    bench_rounds: int = 3
-    """Interleaved rounds of the bench stage (the fitness); medians."""
-    confirm_rounds: int = 5
+    screen_rounds: int = 3
+    """Bench stage (the fitness, in the shard's regime): interleaved rounds every candidate gets."""
+    bench_rounds: int = 8
+    """Bench stage: rounds in all for a contender (a candidate that may still beat the
+    specialized kernel after the screen)."""
+    round_s: float = 0.25
+    """CPU seconds a measuring round lasts (for the fastest module measured)."""
+    confirm_rounds: int = 8
     """At the end, the best few and the seed are measured again side by side for this many
     interleaved rounds, and the best of that measurement is the result (0: skip)."""
+    publish_margin: float = 0.05
+    """A module is published only when the lower end of the 95% interval of its ratio over
+    the module serving now exceeds 1 + this."""
 
     def validate(self) -> EvolutionConfig:
         check_int("islands", self.islands, 1, 64)
@@ -58,8 +67,15 @@ class EvolutionConfig:
         check_int("stagnation", self.stagnation, 1, 100_000)
         check_int("archive_size", self.archive_size, 1, 1000)
         check_int("inspirations", self.inspirations, 0, 16)
-        check_int("bench_rounds", self.bench_rounds, 1, 50)
-        check_int("confirm_rounds", self.confirm_rounds, 0, 50)
+        check_int("screen_rounds", self.screen_rounds, 2, 50)
+        check_int("bench_rounds", self.bench_rounds, self.screen_rounds, 200)
+        check_int("confirm_rounds", self.confirm_rounds, 0, 200)
+        if isinstance(self.confirm_rounds, int) and 0 < self.confirm_rounds < 2:
+            raise ConfigError("confirm_rounds: expected 0 (skip) or at least 2 (an interval needs two rounds)")
+        if not (isinstance(self.round_s, int | float) and 0 < self.round_s <= 60):
+            raise ConfigError(f"round_s: expected 0 < seconds <= 60, found {self.round_s!r}")
+        if not (isinstance(self.publish_margin, int | float) and 0 <= self.publish_margin < 10):
+            raise ConfigError(f"publish_margin: expected 0 <= margin < 10, found {self.publish_margin!r}")
         if not (0 <= self.alpha <= 50):
             raise ConfigError(f"alpha: expected 0..50, found {self.alpha}")
         if not (0 <= self.child_penalty <= 100):
@@ -67,6 +83,10 @@ class EvolutionConfig:
         if self.proposer not in PROPOSERS:
             raise ConfigError(f"proposer: expected one of {', '.join(PROPOSERS)}, found {self.proposer!r}")
         return self
+
+    def regime(self, lateness_s: int = 60, batch: int = 64, pace_s: float | None = None) -> Regime:
+        """How the bench stage measures for this run, in a shard's regime."""
+        return Regime(lateness_s, batch, pace_s, self.round_s, self.screen_rounds, self.bench_rounds).validate()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "evolution config") -> EvolutionConfig:

@@ -24,17 +24,17 @@ from actors.output import Row
 from actors.payload import frame
 
 T = TypeVar("T")
-_engines: dict[SandboxConfig, wasmtime.Engine] = {}
+_engines: dict[tuple[SandboxConfig, bool], wasmtime.Engine] = {}
 # Compiled modules by (sandbox, sha256): a shard rebuilding an instance (a swap, a trap,
 # a recovery) must not pay for compiling the same bytes again. Bounded, oldest out.
-_compiled: OrderedDict[tuple[SandboxConfig, str], tuple[wasmtime.Module, ModuleInfo]] = OrderedDict()
+_compiled: OrderedDict[tuple[SandboxConfig, bool, str], tuple[wasmtime.Module, ModuleInfo]] = OrderedDict()
 _COMPILED_MAX = 16
 _compiled_lock = threading.Lock()
 
 
-def compiled(engine: wasmtime.Engine, wasm: bytes, sandbox: SandboxConfig) -> tuple[wasmtime.Module, ModuleInfo]:
-    """``validate_module``, once per distinct module and sandbox in this process."""
-    key = (sandbox, hashlib.sha256(wasm).hexdigest())
+def compiled(engine: wasmtime.Engine, wasm: bytes, sandbox: SandboxConfig, fuel: bool = False) -> tuple[wasmtime.Module, ModuleInfo]:
+    """``validate_module``, once per distinct module, sandbox and engine kind in this process."""
+    key = (sandbox, fuel, hashlib.sha256(wasm).hexdigest())
     with _compiled_lock:
         hit = _compiled.get(key)
         if hit is not None:
@@ -48,27 +48,36 @@ def compiled(engine: wasmtime.Engine, wasm: bytes, sandbox: SandboxConfig) -> tu
     return found
 
 
-def engine_for(sandbox: SandboxConfig) -> wasmtime.Engine:
-    """One engine per sandbox configuration per process (engines are costly to make)."""
-    if sandbox not in _engines:
-        _engines[sandbox] = make_engine(sandbox)
+FUEL = 2**62
+"""Fuel a counting store starts with: never runs out (the deadline still bounds a call)."""
+
+
+def engine_for(sandbox: SandboxConfig, fuel: bool = False) -> wasmtime.Engine:
+    """One engine per sandbox configuration (and fuel counting or not) per process
+    (engines are costly to make)."""
+    if (sandbox, fuel) not in _engines:
+        _engines[(sandbox, fuel)] = make_engine(sandbox, fuel)
         signals.capture()
-    return _engines[sandbox]
+    return _engines[(sandbox, fuel)]
 
 
 class KernelHost:
     """A live kernel instance for one tenant."""
 
-    def __init__(self, wasm: bytes, config: TenantConfig, sandbox: SandboxConfig | None = None, name: str = "kernel") -> None:
+    def __init__(self, wasm: bytes, config: TenantConfig, sandbox: SandboxConfig | None = None, name: str = "kernel", fuel: bool = False) -> None:
+        """``fuel``: count instructions (:meth:`fuel_consumed`); runs slower, for measurement only."""
         self.sandbox = sandbox or SandboxConfig()
         self.config = config
         self.name = name
-        self.engine = engine_for(self.sandbox)
+        self.fuel = fuel
+        self.engine = engine_for(self.sandbox, fuel)
         # A fault handler installed since (faulthandler, by ray.init) would turn this
         # module's traps into a crash of the process: put wasmtime's back.
         signals.ensure()
-        self.module, self.info = compiled(self.engine, wasm, self.sandbox)
+        self.module, self.info = compiled(self.engine, wasm, self.sandbox, fuel)
         self.store = wasmtime.Store(self.engine)
+        if fuel:
+            self.store.set_fuel(FUEL)
         self.store.set_limits(memory_size=self.sandbox.memory_limit_bytes, instances=1, tables=4, memories=1, table_elements=100_000)
         self._poisoned: str | None = None
         self._query_ids = config.query_ids()
@@ -94,6 +103,12 @@ class KernelHost:
         status = self._invoke("evoagg_init", "init", ptr, len(cfg))
         if status != 0:
             raise ModuleRejected("init_failed", f"evoagg_init returned {status} for org {config.org}")
+
+    def fuel_consumed(self) -> int:
+        """Fuel used so far by this instance (about one unit per wasm instruction)."""
+        if not self.fuel:
+            raise ValueError(f"{self.name}: not a fuel-counting instance (KernelHost(..., fuel=True))")
+        return FUEL - self.store.get_fuel()
 
     @property
     def poisoned(self) -> str | None:

@@ -22,10 +22,12 @@ MAX_TABLE_ELEMENTS = 100_000
 _VALTYPES = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64(), "f32": wasmtime.ValType.f32(), "f64": wasmtime.ValType.f64()}
 
 
-def make_engine(sandbox: SandboxConfig) -> wasmtime.Engine:
+def make_engine(sandbox: SandboxConfig, fuel: bool = False) -> wasmtime.Engine:
     """An engine with the host's feature set and epoch interruption; a daemon thread
-    advances its epoch every ``sandbox.epoch_tick_ms`` while the engine lives."""
+    advances its epoch every ``sandbox.epoch_tick_ms`` while the engine lives. With
+    ``fuel``, every instruction also consumes fuel (counted, slower: for measurement only)."""
     cfg = wasmtime.Config()
+    cfg.consume_fuel = fuel
     cfg.epoch_interruption = True
     cfg.wasm_threads = False
     cfg.wasm_memory64 = False

@@ -21,7 +21,6 @@ import hashlib
 import importlib.metadata
 import json
 import re
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from actors.config import SandboxConfig, TenantConfig
 from actors.errors import BuildFailed, KernelError, ModuleRejected
 from actors.kernel.build import GUEST_WORKSPACE, build
 from actors.kernel.host import KernelHost, engine_for
+from actors.kernel.measure import Regime, fuel_per_message, race
 from actors.kernel.validate import validate_module
 from actors.output import Row
 from actors.replay import ReplayReport, replay
@@ -80,7 +80,12 @@ class Context:
     held_back: tuple[bytes, ...] = field(repr=False)
     training: tuple[bytes, ...] = field(repr=False)
     edge_seed: int = 0
-    bench_rounds: int = 3
+    regime: Regime = field(default_factory=Regime)
+    """How the bench stage measures: the shard's batch, flush schedule, lateness and pace
+    (``actors.kernel.measure``)."""
+    bar: float | None = None
+    """Racing: the ratio over ``current`` a candidate must be able to reach to get more
+    than the screen's rounds (None: every candidate gets them)."""
     build_timeout_s: float = 600.0
 
 
@@ -122,7 +127,14 @@ class Report:
     msg_per_s: float | None
     current_msg_per_s: float | None
     ratio: float | None
-    """Candidate msg/s over the current module's, measured side by side (bench stage)."""
+    """Candidate msg/s over the current module's, measured side by side in the shard's
+    regime (bench stage): CPU seconds per message of the current module over the candidate's."""
+    ratio_ci95: tuple[float, float] | None = None
+    """The ratio's 95% confidence interval."""
+    fuel_per_message: float | None = None
+    """Wasmtime fuel (instructions) per message of the candidate, in the same regime."""
+    current_fuel_per_message: float | None = None
+    """The same for the current module."""
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -298,26 +310,38 @@ def stage_bench(c: Candidate, ctx: Context, p: Progress) -> Progress:
         assert p.wasm is not None
         if not ctx.training:
             return "failed", "no training messages to measure on", {}, {}
-        mine: list[float] = []
-        cur: list[float] = []
-        # Side by side, alternating, so machine noise hits both alike; medians.
-        for _ in range(ctx.bench_rounds):
-            try:
-                mine.append(_replay(p.wasm, ctx, ctx.training, 64, None, c.name).msg_per_s)
-            except (KernelError, ModuleRejected) as e:
-                return "failed", f"{type(e).__name__}: {e}", {}, {}
-            cur.append(_replay(ctx.current, ctx, ctx.training, 64, None, "current").msg_per_s)
-        m, k = statistics.median(mine), statistics.median(cur)
+        res, ratio, contender = race((c.name, p.wasm), ("current", ctx.current), ctx.config, ctx.training, ctx.regime, ctx.bar, ctx.sandbox)
+        mine, cur = res[c.name], res["current"]
+        if mine.error:
+            return "failed", mine.error, {}, {}
+        if cur.error:
+            raise RuntimeError(f"the current module cannot be measured: {cur.error}")
+        fuel = fuel_per_message(p.wasm, ctx.config, ctx.training, ctx.regime, ctx.sandbox)
+        cur_fuel = _current_fuel(ctx.current, ctx)
         details = {
-            "msg_per_s": round(m, 1),
-            "current_msg_per_s": round(k, 1),
-            "ratio": round(m / k, 4) if k else None,
-            "rounds": ctx.bench_rounds,
-            "messages": len(ctx.training),
+            "msg_per_s": round(mine.msg_per_s, 1),
+            "current_msg_per_s": round(cur.msg_per_s, 1),
+            **ratio.to_json(),
+            "contender": contender,
+            "bar": ctx.bar,
+            "fuel_per_message": round(fuel, 1),
+            "current_fuel_per_message": round(cur_fuel, 1),
+            "regime": {"batch": ctx.regime.batch, "lateness_s": ctx.regime.lateness_s, "pace_s": ctx.regime.pace_s, "time": "thread CPU"},
+            "candidate": mine.summary(),
+            "current": cur.summary(),
+            "training_messages": len(ctx.training),
         }
-        return "passed", f"{m:.0f} msg/s vs current {k:.0f} msg/s (x{m / k:.3f})", {}, details
+        why = f"{mine.msg_per_s:.0f} msg/CPU-s vs current {cur.msg_per_s:.0f} "
+        why += f"(x{ratio.value:.3f}, 95% CI {ratio.low:.3f}..{ratio.high:.3f}, {ratio.rounds} rounds"
+        why += f"{'' if contender else ', screened out'}); fuel/msg {fuel:.0f} vs {cur_fuel:.0f}"
+        return "passed", why, {}, details
 
     return p.add(_timed("bench", run))
+
+
+@functools.lru_cache(maxsize=8)
+def _current_fuel(wasm: bytes, ctx: Context) -> float:
+    return fuel_per_message(wasm, ctx.config, ctx.training, ctx.regime, ctx.sandbox)
 
 
 STAGE_FUNCS: dict[str, Callable[[Candidate, Context, Progress], Progress]] = {
@@ -355,6 +379,9 @@ def report(c: Candidate, p: Progress) -> Report:
         msg_per_s=d.get("msg_per_s"),
         current_msg_per_s=d.get("current_msg_per_s"),
         ratio=d.get("ratio"),
+        ratio_ci95=tuple(d["ci95"]) if d.get("ci95") else None,
+        fuel_per_message=d.get("fuel_per_message"),
+        current_fuel_per_message=d.get("current_fuel_per_message"),
     )
 
 

@@ -36,8 +36,9 @@ def test_bench_json_and_chart(workload: str, tmp_path: Path, capsys: pytest.Capt
     assert main(args + (["--profile"] if workload == "w1" else [])) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["messages"] == 8 and out["points"] > 0
+    assert out["timing"].startswith("live") and out["service_mode"]["lateness_s"] == 60
     got = {(r["name"], r["mode"]) for r in out["results"]}
-    kernels = {(k, m) for k in ("generic", "specialized") for m in ("per-message", "batch-64")}
+    kernels = {(k, m) for k in ("generic", "specialized") for m in ("per-message", "service")}
     peers = {(p, m) for p in ("pyarrow", "polars", "duckdb") for m in ("per-message", "bulk")}
     assert got == kernels | peers | {("oracle", "per-message")}
     for r in out["results"]:

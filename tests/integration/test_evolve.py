@@ -21,6 +21,7 @@ from actors.loading import load_workload
 from actors.payload import encode
 from actors.verify.stages import Context
 from actors.workload import generate
+from tests.support.quick import QUICK_EVOLUTION, QUICK_REGIME
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 REPO = Path(__file__).resolve().parents[2]
@@ -33,17 +34,17 @@ def ctx(generic_wasm: bytes) -> Context:
     train = tuple(encode(m) for m in generate(WL, 40, seed=8))
     held = tuple(encode(m) for m in generate(WL, 30, seed=1007))
     sandbox = SandboxConfig(memory_limit_bytes=512 * 2**20, call_deadline_ms=10_000, epoch_tick_ms=10)
-    return Context(CFG, sandbox, generic_wasm, generic_wasm, held, train, bench_rounds=1)
+    return Context(CFG, sandbox, generic_wasm, generic_wasm, held, train, regime=QUICK_REGIME)
 
 
 def test_offline_evolution_finds_a_verified_improvement_and_resumes(ctx: Context, tmp_path: Path) -> None:
-    cfg = EvolutionConfig(islands=2, generations=2, bench_rounds=1, seed=3)
+    cfg = EvolutionConfig(**QUICK_EVOLUTION, islands=2, generations=2, seed=3)
     first = run_evolution(CFG, cfg, ctx, tmp_path)
     assert first["generations"] == 2
     db = CandidateDB(tmp_path / "candidates.sqlite", readonly=True)
     before = {r.id for r in db.records(CFG.org)}
     # Resume to four generations: the first two stay as they were, two more are added.
-    summary = run_evolution(CFG, EvolutionConfig(islands=2, generations=4, bench_rounds=1, seed=3), ctx, tmp_path, resume=True)
+    summary = run_evolution(CFG, EvolutionConfig(**QUICK_EVOLUTION, islands=2, generations=4, seed=3), ctx, tmp_path, resume=True)
     records = db.records(CFG.org)
     assert before <= {r.id for r in records}
     assert {r.generation for r in records if r.proposer == "offline"} == {0, 1, 2, 3}
@@ -80,7 +81,7 @@ class DiesOnce:
 
 
 def test_an_island_killed_mid_run_is_restarted_and_loses_nothing(ctx: Context, tmp_path: Path) -> None:
-    cfg = EvolutionConfig(islands=1, generations=3, bench_rounds=1, seed=5)
+    cfg = EvolutionConfig(**QUICK_EVOLUTION, islands=1, generations=3, seed=5)
     summary = run_evolution(CFG, cfg, ctx, tmp_path / "run", proposer=DiesOnce(tmp_path / "marker", at_call=2))  # type: ignore[arg-type]
     assert (tmp_path / "marker").exists() and summary["island_restarts"] == 1
     records = CandidateDB(tmp_path / "run" / "candidates.sqlite", readonly=True).records(CFG.org)
@@ -106,9 +107,9 @@ def test_three_tenants_evolve_at_once(generic_wasm: bytes, tmp_path: Path) -> No
     for n, qs in enumerate(queries):
         cfg = TenantConfig.from_mapping({"org": 9000 + n, "interval_s": 30, "queries": qs})
         sandbox = SandboxConfig(memory_limit_bytes=256 * 2**20, call_deadline_ms=10_000, epoch_tick_ms=10)
-        c = Context(cfg, sandbox, generic_wasm, generic_wasm, tuple(config_traffic(cfg, 1, 20)), tuple(config_traffic(cfg, 2, 20)), bench_rounds=1)
+        c = Context(cfg, sandbox, generic_wasm, generic_wasm, tuple(config_traffic(cfg, 1, 20)), tuple(config_traffic(cfg, 2, 20)), regime=QUICK_REGIME)
         tenants.append((cfg, c))
-    summaries = run_many(tenants, EvolutionConfig(islands=1, generations=1, bench_rounds=1, seed=1), tmp_path)
+    summaries = run_many(tenants, EvolutionConfig(**QUICK_EVOLUTION, islands=1, generations=1, seed=1), tmp_path)
     assert [s["org"] for s in summaries] == [9000, 9001, 9002]
     for s in summaries:
         assert s["candidates"] == 1 and s["best"]["commit"]
@@ -133,7 +134,7 @@ class BuggyOnce:
 
 
 def test_a_failing_island_generation_does_not_end_the_run(ctx: Context, tmp_path: Path) -> None:
-    summary = run_evolution(CFG, EvolutionConfig(islands=1, generations=2, bench_rounds=1, seed=9), ctx, tmp_path, proposer=BuggyOnce())  # type: ignore[arg-type]
+    summary = run_evolution(CFG, EvolutionConfig(**QUICK_EVOLUTION, islands=1, generations=2, seed=9), ctx, tmp_path, proposer=BuggyOnce())  # type: ignore[arg-type]
     assert summary["stopped"] == "generations done"
     records = CandidateDB(tmp_path / "candidates.sqlite", readonly=True).records(CFG.org)
     assert sorted(r.generation for r in records if r.proposer == "offline") == [1]

@@ -19,6 +19,7 @@ from actors.payload import encode
 from actors.verify.stages import Context
 from actors.workload import generate
 from tests.support.fake_anthropic import FakeAnthropic, message, text, tool_use
+from tests.support.quick import QUICK_EVOLUTION, QUICK_REGIME
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ src/kernel.rs
 def ctx(generic_wasm: bytes) -> Context:
     train = tuple(encode(m) for m in generate(WL, 40, seed=8))
     held = tuple(encode(m) for m in generate(WL, 30, seed=1007))
-    return Context(CFG, SandboxConfig(), generic_wasm, generic_wasm, held, train, bench_rounds=1)
+    return Context(CFG, SandboxConfig(), generic_wasm, generic_wasm, held, train, regime=QUICK_REGIME)
 
 
 def test_a_build_failure_is_fed_back_and_the_fix_is_verified(ctx: Context, tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_a_build_failure_is_fed_back_and_the_fix_is_verified(ctx: Context, tmp_p
             message(text(FIXED), input_tokens=1500, output_tokens=80),
         )
         proposer = AnthropicProposer(MODEL, api_key="test-key", base_url=fake.base_url, budget=Budget(), max_turns=4)
-        summary = run_evolution(CFG, EvolutionConfig(islands=1, generations=2, bench_rounds=1, proposer="anthropic"), ctx, tmp_path, proposer=proposer)
+        summary = run_evolution(CFG, EvolutionConfig(**QUICK_EVOLUTION, islands=1, generations=2, proposer="anthropic"), ctx, tmp_path, proposer=proposer)
         requests = list(fake.requests)
     records = {r.generation: r for r in CandidateDB(tmp_path / "candidates.sqlite", readonly=True).records(CFG.org) if r.proposer == "anthropic"}
     assert records[0].status == "rejected" and records[0].rejected_stage == "build"
@@ -76,7 +77,7 @@ def test_a_spent_budget_stops_the_run_cleanly(ctx: Context, tmp_path: Path) -> N
     with FakeAnthropic() as fake:
         fake.push(message(text(FIXED), input_tokens=5000, output_tokens=100))
         proposer = AnthropicProposer(MODEL, api_key="test-key", base_url=fake.base_url, budget=Budget(max_tokens=1000), max_turns=4)
-        summary = run_evolution(CFG, EvolutionConfig(islands=1, generations=5, bench_rounds=1, proposer="anthropic"), ctx, tmp_path, proposer=proposer)
+        summary = run_evolution(CFG, EvolutionConfig(**QUICK_EVOLUTION, islands=1, generations=5, proposer="anthropic"), ctx, tmp_path, proposer=proposer)
         calls = len(fake.requests)
     assert calls == 1  # the first call overshot the budget; none was made after it
     assert summary["stopped"] == "budget exhausted"

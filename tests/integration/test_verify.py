@@ -16,6 +16,7 @@ from actors.specialize import materialize, template_kernel
 from actors.verify.stages import STAGES, Candidate, Context, Report, verify
 from actors.verify.traffic import config_traffic, edge_messages
 from tests.modules import abi_module
+from tests.support.quick import QUICK_REGIME
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ FAST = SandboxConfig(memory_limit_bytes=256 * 2**20, call_deadline_ms=2000, epoc
 
 @pytest.fixture(scope="module")
 def ctx(generic_wasm: bytes) -> Context:
-    return Context(CFG, FAST, generic_wasm, generic_wasm, tuple(config_traffic(CFG, 11, 30)), tuple(config_traffic(CFG, 12, 30)), bench_rounds=1)
+    return Context(CFG, FAST, generic_wasm, generic_wasm, tuple(config_traffic(CFG, 11, 30)), tuple(config_traffic(CFG, 12, 30)), regime=QUICK_REGIME)
 
 
 def statuses(rep: Report) -> dict[str, str]:

@@ -15,6 +15,7 @@ from actors.verify.stages import STAGES, Candidate, Context
 from actors.verify.tasks import VerifierPool
 from actors.verify.traffic import config_traffic
 from tests.modules import abi_module
+from tests.support.quick import QUICK_REGIME
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ SANDBOX = SandboxConfig(memory_limit_bytes=256 * 2**20, call_deadline_ms=2000, e
 def pool(cfg_org: int, generic_wasm: bytes) -> VerifierPool:
     cfg = W1 if cfg_org == 1042 else W2
     return VerifierPool(
-        Context(cfg, SANDBOX, generic_wasm, generic_wasm, tuple(config_traffic(cfg, 21, 30)), tuple(config_traffic(cfg, 22, 30)), bench_rounds=1)
+        Context(cfg, SANDBOX, generic_wasm, generic_wasm, tuple(config_traffic(cfg, 21, 30)), tuple(config_traffic(cfg, 22, 30)), regime=QUICK_REGIME)
     )
 
 
