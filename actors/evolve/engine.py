@@ -39,6 +39,7 @@ from actors.evolve.proposers.base import Proposal, Proposer
 from actors.evolve.record import CandidateRecord, hash_source
 from actors.evolve.selection import migrate, reseed_from, stagnant
 from actors.evolve.settings import EvolutionConfig
+from actors.evolve.stats import workload_stats
 from actors.evolve.transforms import template_genome
 from actors.kernel.build import build
 from actors.specialize import materialize, package_name, template_kernel
@@ -149,6 +150,9 @@ class IslandActor:
         self.index, self.tenant, self.cfg, self.store = index, tenant, cfg, store
         self.pool = VerifierPool(ctx_ref)
         self.proposer = proposer or make_proposer(cfg)
+        # Ray hands an actor the value of a reference passed as an argument.
+        ctx: Context = ctx_ref if isinstance(ctx_ref, Context) else ray.get(ctx_ref)
+        self.workload = workload_stats(tenant, ctx.training)
         state = ray.get(store.run_state.remote(f"island-{index}"))
         self.rng = decode_rng_state(state["rng"]) if state else random.Random(cfg.seed * 1000 + index)
         self.last_failure: CandidateRecord | None = None
@@ -162,7 +166,7 @@ class IslandActor:
             pop, archive, recs, counts = ray.get(self.store.view.remote(self.index))
             choice = isl.choose(pop, archive, recs, counts, self.cfg, self.rng)
             materialize(self.tenant, self.crate, choice.parent.source)
-            req = isl.request(self.tenant.org, self.crate, choice, self.last_failure, None)
+            req = isl.request(self.tenant.org, self.crate, choice, self.last_failure, None, self.workload)
             try:
                 # A cheap proposer (offline) may ask again for a source not evaluated yet;
                 # a costly one (a model) is asked once, and a repeat is recorded as such.

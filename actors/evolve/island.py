@@ -54,7 +54,9 @@ def _metrics(r: CandidateRecord) -> dict[str, Any]:
     return {"ratio_to_generic": r.ratio_to_generic, "ratio_to_specialized": r.ratio_to_specialized, "msg_per_s": r.msg_per_s, "genome": r.genome}
 
 
-def request(org: int, crate_dir: Path, choice: Choice, last_failure: CandidateRecord | None, profile: dict[str, Any] | None) -> ProposalRequest:
+def request(
+    org: int, crate_dir: Path, choice: Choice, last_failure: CandidateRecord | None, profile: dict[str, Any] | None, workload: dict[str, Any] | None = None
+) -> ProposalRequest:
     """What the proposer is given; the island's last failure is fed back."""
     build_errors = None
     report = None
@@ -74,6 +76,7 @@ def request(org: int, crate_dir: Path, choice: Choice, last_failure: CandidateRe
         last_build_errors=build_errors,
         last_report=report,
         profile=profile,
+        workload=workload,
     )
 
 

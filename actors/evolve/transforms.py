@@ -444,6 +444,7 @@ GENES: tuple[Gene, ...] = (
     Gene("near_window", (8, 4, 16, 32), lambda s, v: near_window(s, v) if v != 8 else s),
     Gene("preagg_runs", (False, True), lambda s, v: preagg_runs(s) if v else s),
     Gene("seq_hint", (False, True), lambda s, v: seq_hint(s) if v else s),
+    Gene("atom_index", (False, True), lambda s, v: atom_index(s) if v else s),
 )
 BY_NAME = {g.name: g for g in GENES}
 Genome = Mapping[str, Any]
@@ -471,11 +472,14 @@ def render(template: str, genome: Genome) -> str:
     return src
 
 
-def mutate(genome: Genome, rng: random.Random, rate: float = 0.5) -> dict[str, Any]:
-    """Changes at least one gene (each with probability ``rate``) to another of its values."""
+def mutate(genome: Genome, rng: random.Random, rate: float = 0.5, weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Changes at least one gene (each with probability ``rate``) to another of its values;
+    the one changed for sure is drawn by ``weights`` (``actors.evolve.stats``), uniformly
+    without them."""
     g = validate_genome(genome)
     names = [x.name for x in GENES]
-    forced = rng.choice(names)
+    w = [max(0.0, float((weights or {}).get(n, 1.0 if weights is None else 0.1))) for n in names]
+    forced = rng.choices(names, w)[0] if sum(w) > 0 else rng.choice(names)
     for name in names:
         if name == forced or rng.random() < rate / len(names):
             g[name] = rng.choice([v for v in BY_NAME[name].values if v != g[name]])
@@ -493,3 +497,86 @@ def describe(genome: Genome) -> str:
     base = template_genome()
     on = [f"{k}={v}" for k, v in g.items() if v != base[k]]
     return ", ".join(on) or "template"
+
+
+# --- atom_index -------------------------------------------------------------------------------
+
+_INDEX_FN = """/// Per metric: the queries without a positive filter atom (tried on every series), and per
+/// atom the queries whose first positive atom it is (tried only on series that carry it).
+fn atom_index() -> (Vec<Vec<u16>>, Vec<Vec<Vec<u16>>>) {
+    let mut always = Vec::new();
+    let mut by_atom = Vec::new();
+    for m in 0..spec::METRIC_QUERIES.len() {
+        let mut plain: Vec<u16> = Vec::new();
+        let mut index: Vec<Vec<u16>> = (0..NATOMS).map(|_| Vec::new()).collect();
+        for &q in spec::METRIC_QUERIES[m] {
+            let pos = &spec::POS[q as usize];
+            match (0..W).find(|&w| pos[w] != 0) {
+                Some(w) => index[w * 64 + pos[w].trailing_zeros() as usize].push(q),
+                None => plain.push(q),
+            }
+        }
+        always.push(plain);
+        by_atom.push(index);
+    }
+    (always, by_atom)
+}
+
+impl SpecializedKernel {
+"""
+
+_QUERY_LOOP_OLD = """            for &q in spec::METRIC_QUERIES[m as usize] {
+                let q = q as usize;
+                if NATOMS > 0 && !(0..W).all(|w| present[w] & spec::POS[q][w] == spec::POS[q][w] && present[w] & spec::NEG[q][w] == 0) {
+                    continue;
+                }
+"""
+
+_QUERY_LOOP_NEW = """            // Only the queries this series can match: O(atoms it carries), not O(queries).
+            let passes = |q: usize| NATOMS == 0 || (0..W).all(|w| present[w] & spec::POS[q][w] == spec::POS[q][w] && present[w] & spec::NEG[q][w] == 0);
+            matched.clear();
+            for &q in &self.q_always[m as usize] {
+                if passes(q as usize) {
+                    matched.push(q);
+                }
+            }
+            for w in 0..W {
+                let mut b = present[w];
+                while b != 0 {
+                    let a = w * 64 + b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    for &q in &self.q_by_atom[m as usize][a] {
+                        if passes(q as usize) {
+                            matched.push(q);
+                        }
+                    }
+                }
+            }
+            for &q in matched.iter() {
+                let q = q as usize;
+"""
+
+
+def atom_index(src: str) -> str:
+    """Index each metric's queries by their first positive filter atom (built at start):
+    a series tries only the queries whose atom it carries, not every query of its metric."""
+    w = "atom_index"
+    src = _sub(src, "impl SpecializedKernel {\n", _INDEX_FN, w)
+    src = _sub(
+        src,
+        "    s_slots: Vec<u32>,\n",
+        "    s_slots: Vec<u32>,\n    /// Queries by first positive atom (`atom_index`), and the ones a series matched.\n"
+        "    q_always: Vec<Vec<u16>>,\n    q_by_atom: Vec<Vec<Vec<u16>>>,\n    s_matched: Vec<u16>,\n",
+        w,
+    )
+    src = _sub(src, "        SpecializedKernel {\n", "        let (q_always, q_by_atom) = atom_index();\n        SpecializedKernel {\n", w)
+    fields = "            q_always,\n            q_by_atom,\n            s_matched: Vec::new(),\n"
+    src = _sub(src, "            s_slots: Vec::new(),\n", "            s_slots: Vec::new(),\n" + fields, w)
+    src = _sub(
+        src,
+        "        let mut points = core::mem::take(&mut self.s_points);\n",
+        "        let mut points = core::mem::take(&mut self.s_points);\n        let mut matched = core::mem::take(&mut self.s_matched);\n",
+        w,
+    )
+    src = _sub(src, "        self.s_points = points;\n", "        self.s_points = points;\n        self.s_matched = matched;\n", w)
+    return _sub(src, _QUERY_LOOP_OLD, _QUERY_LOOP_NEW, w)

@@ -43,6 +43,8 @@ class ProposalRequest:
     """The last verification report (rejection reasons), fed back."""
     profile: dict[str, Any] | None
     """Where time goes, µs per phase."""
+    workload: dict[str, Any] | None = None
+    """What the tenant's config and training sample say (``actors.evolve.stats``)."""
     full_rewrite: bool = False
     """Whether a whole new file (a fenced ```rust block) is acceptable instead of SEARCH/REPLACE blocks."""
 

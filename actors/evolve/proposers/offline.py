@@ -1,7 +1,8 @@
 """The offline proposer: no network, deterministic in the caller's RNG. It evolves a
 genome over the catalogue of rewrites in ``actors/evolve/transforms.py`` and renders
-the child's evolvable file from the template: mutation of the parent's genome, and now
-and then crossover with an inspiration's. It reads the parent's genome from its metrics
+the child's evolvable file from the template: mutation of the parent's genome (the gene
+it changes drawn by the weights the tenant's statistics give, ``actors.evolve.stats``),
+and now and then crossover with an inspiration's. It reads the parent's genome from its metrics
 (``parent_metrics["genome"]``; the specialized starting point has the template's) and
 returns the child's in ``Proposal.genome``.
 
@@ -36,7 +37,7 @@ class OfflineProposer:
             child = crossover(parent, rng.choice(others), rng)
             how = "crossover"
         if child == parent:
-            child = mutate(parent, rng)
+            child = mutate(parent, rng, weights=(req.workload or {}).get("gene_weights"))
         source = render(self.template, child)
         patch = "".join(difflib.unified_diff(req.parent_source.splitlines(True), source.splitlines(True), "a/src/kernel.rs", "b/src/kernel.rs", n=2))
         prompt = f"{how} of [{describe(parent)}] -> [{describe(child)}]"
