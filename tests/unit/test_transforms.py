@@ -42,3 +42,10 @@ def test_mutation_changes_something_and_replays(seed: int) -> None:
     c = crossover(a, template_genome(), random.Random(seed))
     assert all(c[k] in (a[k], template_genome()[k]) for k in c)
     assert isinstance(describe(c), str)
+
+
+def test_weights_aim_the_mutation() -> None:
+    rng = random.Random(5)
+    children = [mutate(template_genome(), rng, weights={"atom_index": 10.0}) for _ in range(200)]
+    assert sum(c["atom_index"] for c in children) > 150
+    assert any(not c["atom_index"] for c in children)  # the other genes keep a small weight
