@@ -169,8 +169,12 @@ class OrgAccount:
         self.rollbacks += 1
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        """A plain, JSON-able view, with ``msg_per_s`` at ``now``."""
+        """A plain, JSON-able view, with ``msg_per_s`` at ``now``; points under the names
+        the service reports them by (``points_in``, ``points_late``, ``points_nonfinite``)."""
         out = self._counters()
+        out["points_in"] = out.pop("points")
+        out["points_late"] = out.pop("late_points")
+        out["points_nonfinite"] = out.pop("nonfinite_points")
         out["msg_per_s"] = self.msg_rate.rate(now)
         return out
 

@@ -43,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from actors.accounting import OrgAccount, SlidingRate
 from actors.config import TenantConfig
@@ -52,6 +52,8 @@ from actors.kernel.abi import FLUSH_ALL, BatchResult, Rejection, by_reason, conf
 from actors.output import Row, output_hash
 from actors.shard.settings import ShardSettings
 from actors.signing import SignedManifest, TrustStore, check_module
+
+T = TypeVar("T")
 
 
 class Kernel(Protocol):
@@ -212,13 +214,17 @@ class Lane:
         trust: TrustStore,
         clock: Callable[[], float],
         state: LaneState | None = None,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
+        """``clock``: wall time (seconds); ``cpu_clock``: the CPU time of the calling thread,
+        which times the module's work (capacity)."""
         self.config = config
         self.config_hash = config_hash(config)
         self.settings = settings
         self.make_kernel = make_kernel
         self.trust = trust
         self.clock = clock
+        self.cpu_clock = cpu_clock
         self.flushed_to: int | None = None
         self.max_ts: int | None = None
         self.flush_seq = 0
@@ -234,7 +240,13 @@ class Lane:
         self.pending: PendingSwap | None = None
         self.queued: tuple[SignedManifest, bytes] | None = None
         self._isolated = False
-        self._busy: deque[tuple[float, int, float]] = deque(maxlen=100_000)
+        # Per batch: (clock, messages, CPU seconds in the serving module, wall seconds of the lane's work).
+        self._busy: deque[tuple[float, int, float, float]] = deque(maxlen=100_000)
+        self._module_cpu = 0.0
+        # Where the event-time pace is measured from: (messages received, largest event time).
+        self._pace_from: tuple[int, int] | None = None
+        self._batches = 0
+        self._batch_messages = 0
         if state is not None:
             self.flushed_to, self.max_ts, self.flush_seq = state.flushed_to, state.max_ts, state.flush_seq
             self.retained = deque(state.retained)
@@ -262,7 +274,8 @@ class Lane:
         replay must not decide again)."""
         events: list[Event] = []
         self._isolated = False
-        t0 = time.perf_counter()
+        self._module_cpu = 0.0
+        t0 = self.clock()
         if skip:
             index = [i for i in range(len(payloads)) if i not in skip]
             sub = self._process([payloads[i] for i in index], label, events)
@@ -283,13 +296,18 @@ class Lane:
         if res.max_ts is not None:
             self.max_ts = res.max_ts if self.max_ts is None else max(self.max_ts, res.max_ts)
             self.retained += [Retained(c, res.max_ts) for c in chunks]
+            if self._pace_from is None:
+                self._pace_from = (self.account.messages_received, self.max_ts)
         wm = self._watermark()
         if wm is not None:
             self._flush(wm, events)
         if self.previous is not None:
             self.probation_batches += 1
             self._maybe_promote(events)
-        self._busy.append((self.clock(), len(payloads), time.perf_counter() - t0))
+        now = self.clock()
+        self._busy.append((now, len(payloads), self._module_cpu, now - t0))
+        self._batches += 1
+        self._batch_messages += len(payloads)
         return res, events
 
     @property
@@ -299,14 +317,43 @@ class Lane:
         return self.served.entry.version in self.bad_versions and self.previous is None
 
     def capacity(self) -> float | None:
-        """Messages per second of the lane's own busy time (running and flushing) over
-        the rate window: what the serving module can take, whatever the offered load.
-        A measurement only; nothing decides on it."""
+        """Messages per CPU second of the serving module's work (its process and flush
+        calls, in the shard thread's CPU time) over the rate window: what the module can
+        take, whatever the offered load and whatever else the machine runs. The same
+        measure as the verifier's (``actors.kernel.measure``). A measurement only;
+        nothing decides on it."""
+        busy = self._window()
+        cpu = sum(b[2] for b in busy)
+        return sum(b[1] for b in busy) / cpu if cpu > 0 else None
+
+    def capacity_wall(self) -> float | None:
+        """Messages per wall second of the lane's whole work per batch (running, flushing,
+        retaining, accounting): moves with the machine's load."""
+        busy = self._window()
+        wall = sum(b[3] for b in busy)
+        return sum(b[1] for b in busy) / wall if wall > 0 else None
+
+    def _window(self) -> deque[tuple[float, int, float, float]]:
         horizon = self.clock() - self.settings.rate_window_s
         while self._busy and self._busy[0][0] < horizon:
             self._busy.popleft()
-        busy = sum(b for _, _, b in self._busy)
-        return sum(n for _, n, _ in self._busy) / busy if busy > 0 else None
+        return self._busy
+
+    def pace(self) -> float | None:
+        """Event seconds per message in this org's stream so far: how fast its event time
+        moves with its traffic (what a measurement of its modules reproduces)."""
+        if self._pace_from is None or self.max_ts is None:
+            return None
+        n = self.account.messages_received - self._pace_from[0]
+        return (self.max_ts - self._pace_from[1]) / n if n > 0 and self.max_ts > self._pace_from[1] else None
+
+    def _timed(self, fn: Callable[[], T]) -> T:
+        """Runs a call of the module whose results count, adding its CPU time to the batch's."""
+        t0 = self.cpu_clock()
+        try:
+            return fn()
+        finally:
+            self._module_cpu += self.cpu_clock() - t0
 
     def drain(self) -> list[Event]:
         """Flushes every bucket (end of a run): later points of any bucket are late."""
@@ -327,7 +374,7 @@ class Lane:
     def _process(self, payloads: Sequence[bytes], label: str, events: list[Event]) -> BatchResult:
         auth = self.authoritative
         try:
-            ref = auth.kernel.process(payloads, label)
+            ref = self._timed(lambda: auth.kernel.process(payloads, label))
         except KernelError as e:
             if self.previous is not None:
                 # The trusted module failed, not the one on probation: end the probation
@@ -386,7 +433,7 @@ class Lane:
     def _flush(self, watermark: int, events: list[Event]) -> None:
         auth = self.authoritative
         try:
-            rows = auth.kernel.flush(watermark, f"flush to {watermark}")
+            rows = self._timed(lambda: auth.kernel.flush(watermark, f"flush to {watermark}"))
         except KernelError as e:
             # The instance is unusable; a fresh one holds the same view (this batch is
             # retained already). A module whose flush traps again is broken: that escapes.
@@ -618,6 +665,9 @@ class Lane:
             "retained_messages": sum(len(r.payloads) for r in self.retained),
             "bad_versions": sorted(self.bad_versions),
             "capacity_msg_per_s": None if (c := self.capacity()) is None else round(c, 1),
+            "capacity_wall_msg_per_s": None if (c := self.capacity_wall()) is None else round(c, 1),
+            "event_s_per_message": None if (p := self.pace()) is None else round(p, 6),
+            "mean_batch_messages": round(self._batch_messages / self._batches, 1) if self._batches else None,
             **self.account.snapshot(now),
         }
 

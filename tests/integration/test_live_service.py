@@ -115,7 +115,7 @@ def check_against_oracle(sink_root: Path, cfg: TenantConfig, batches: list[list[
     n = sum(len(b) for b in batches)
     assert status["messages_received"] == n
     assert status["messages_accepted"] + sum(status["rejected"].values()) == n
-    assert status["points"] == want.points and status["late_points"] == want.late
+    assert status["points_in"] == want.points and status["points_late"] == want.late
 
 
 def test_twenty_swaps_under_continuous_traffic_lose_nothing(live: dict[str, Any]) -> None:

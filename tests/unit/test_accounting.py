@@ -77,6 +77,7 @@ def test_counters_and_the_accounted_invariant() -> None:
     assert (a.rows_emitted, a.flushes, a.last_flush) == (12, 2, 5.0)
     snap = a.snapshot(3.0)
     assert snap["msg_per_s"] == pytest.approx(138 / 2.0)
+    assert (snap["points_in"], snap["points_nonfinite"], snap["points_late"]) == (13_300, 3, 5)
     assert json.loads(json.dumps(snap, allow_nan=False)) == snap
 
 

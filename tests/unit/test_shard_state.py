@@ -350,3 +350,63 @@ def test_an_org_arriving_with_an_unsigned_or_foreign_module_is_refused() -> None
     assert SMALL.org not in b.lanes
     b.import_org(export)
     assert SMALL.org in b.lanes
+
+
+def test_capacity_counts_the_modules_cpu_time_not_the_machines_load() -> None:
+    from actors.shard.lane import Lane
+    from actors.shard.settings import ShardSettings
+    from tests.support.pykernel import make_pykernel
+    from tests.support.shardkit import TRUST
+
+    cpu = [0.0]
+    wall = [100.0]
+
+    class Slow:
+        """A module whose every call costs 2 ms of this thread's CPU (and, the machine being
+        busy, 20 ms of wall time)."""
+
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def process(self, payloads: list[bytes], batch: str = "") -> object:
+            cpu[0] += 0.002
+            wall[0] += 0.02
+            return self.inner.process(payloads, batch)  # type: ignore[attr-defined]
+
+        def flush(self, wm: int = 2**63 - 1, batch: str = "") -> object:
+            cpu[0] += 0.002
+            return self.inner.flush(wm, batch)  # type: ignore[attr-defined]
+
+    settings = ShardSettings(allowed_lateness_s=0, rate_window_s=1e6)
+    entry = module(SMALL, b"py:generic", 1)
+    from actors.shard.lane import ModuleEntry
+
+    lane = Lane(
+        SMALL,
+        ModuleEntry.of(*entry),
+        settings,
+        lambda w, c: Slow(make_pykernel(w, c)),
+        TRUST,
+        lambda: wall[0],
+        cpu_clock=lambda: cpu[0],  # type: ignore[arg-type, return-value]
+    )
+    batches = batches_of(PAYLOADS[:40], 8)
+    for b in batches:
+        lane.ingest(b)
+    st = lane.status()
+    # 40 messages over (5 process calls + the flush calls) x 2 ms of CPU, whatever the wall clock did.
+    calls = round(cpu[0] / 0.002)
+    assert calls > 5 and lane.capacity() == pytest.approx(40 / (0.002 * calls), rel=1e-9)
+    assert lane.capacity_wall() == pytest.approx(40 / (0.02 * 5), rel=1e-9)
+    assert st["capacity_wall_msg_per_s"] is not None and st["mean_batch_messages"] == 8.0
+    assert st["points_in"] == lane.account.points and "points_late" in st and "points_nonfinite" in st
+
+
+def test_the_pace_of_event_time_is_measured_per_message() -> None:
+    state, _ = started()
+    feed(state, batches_of(PAYLOADS[:64], 8))
+    lane = state.lane(SMALL.org)
+    pace = lane.pace()
+    assert pace is not None and pace > 0
+    # SMALL's traffic: now moves step_s (10 s) every messages_per_window (8) messages.
+    assert pace == pytest.approx(10 / 8, rel=0.3)
