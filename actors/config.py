@@ -93,6 +93,10 @@ class TenantConfig:
     def query_ids(self) -> list[str]:
         return [q.id for q in self.queries]
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The config as its YAML file says it (:meth:`from_mapping` reads it back equal)."""
+        return {"org": self.org, "interval_s": self.interval_s, "queries": [{"id": q.id, "q": q.text()} for q in self.queries]}
+
 
 @dataclass(frozen=True)
 class SandboxConfig:

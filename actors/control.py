@@ -19,6 +19,7 @@ the shards, which check and swap it while traffic flows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -33,6 +34,7 @@ import ray
 
 from actors import metrics
 from actors.config import TenantConfig
+from actors.control_state import ControlState, admit, publish_decision, resumed_jobs
 from actors.errors import ConfigError, EvoaggError, Unavailable
 from actors.evolve.settings import EvolutionConfig
 from actors.kernel.abi import config_hash
@@ -72,6 +74,14 @@ def _shard_name(i: int) -> str:
     return f"evoagg-shard-{i}"
 
 
+def _source_name(org: int) -> str:
+    return f"evoagg-traffic-{org}"
+
+
+def _new_job() -> dict[str, Any]:
+    return {"stage": "serving generic", "generation": None, "generations": None, "best_ratio": None, "built": 0, "rejected": {}}
+
+
 class ControlActor:
     def __init__(
         self,
@@ -82,6 +92,9 @@ class ControlActor:
         evolution: EvolutionConfig | None = None,
         detached: bool = True,
     ) -> None:
+        """Starts (or, on a root that holds a control plane's state, takes over) the system
+        under ``root``: its saved tenants, shards and improvements are adopted, and the
+        shards recover what they served from their own checkpoints and journals."""
         from actors.registry_actor import start_registry
         from actors.shard.actor import start_shard
         from actors.signing import keygen
@@ -96,19 +109,33 @@ class ControlActor:
         self.settings = replace(shard_settings or ShardSettings(), trusted_keys=(self.public_key,)).validate()
         self.evolution = (evolution or EvolutionConfig()).validate()
         self.detached = detached
-        self.routing = Routing([_shard_name(i) for i in range(shards)])
+        saved = ControlState.load(self.root)
+        names = list(saved.shards) if saved is not None and saved.shards else [_shard_name(i) for i in range(shards)]
+        self.routing = Routing(names)
         self.shards = {
             name: start_shard(
                 name, self.root / "state", self.settings, self.root / "sink", registry_name=REGISTRY, seed=i, num_cpus=shard_cpus, detached=detached
             )
             for i, name in enumerate(self.routing.shards)
         }
-        self.tenants: dict[int, TenantConfig] = {}
+        self.tenants: dict[int, TenantConfig] = dict(saved.tenants) if saved is not None else {}
+        self.jobs: dict[int, dict[str, Any]] = resumed_jobs(saved.jobs) if saved is not None else {}
+        for org in self.tenants:
+            self.jobs.setdefault(org, _new_job())
         self.sources: dict[int, Any] = {}
+        for org in self.tenants:  # traffic sources outlive a control actor that died: adopt them
+            with contextlib.suppress(ValueError):
+                self.sources[org] = ray.get_actor(_source_name(org))
         self.clients: dict[str, Any] = {}
-        self.jobs: dict[int, dict[str, Any]] = {}
         self.lock = threading.RLock()
         self._generic: bytes | None = None
+        self._save()
+
+    def _save(self) -> None:
+        """Writes the control plane's state under its root (after every change)."""
+        with self.lock:
+            jobs = {org: {k: v for k, v in j.items() if k != "thread"} for org, j in self.jobs.items()}
+            ControlState(tuple(self.routing.shards), dict(self.tenants), jobs).save(self.root)
 
     # --- tenants and traffic ---------------------------------------------------------------
 
@@ -119,20 +146,56 @@ class ControlActor:
             self._generic = build().wasm
         return self._generic
 
+    def _lane(self, org: int) -> dict[str, Any] | None:
+        """The org's lane as its shard reports it; None when the shard does not serve it."""
+        shard = self.shards[self.routing.shard_for(org)]
+        lane: dict[str, Any] | None = ray.get(shard.status.remote(), timeout=120)["orgs"].get(org)
+        return lane
+
     def add_tenant(self, config: TenantConfig) -> dict[str, Any]:
-        """Serves ``config.org`` with the generic kernel, published signed as version 1."""
+        """Serves ``config.org`` with the generic kernel, published signed as version 1. A
+        repeated call with the same config changes nothing, and an org its shard already
+        serves with this config is adopted as it is; another config for a served org is a
+        :class:`ConfigError` naming the way to change it (``remove_tenant`` first)."""
         config.validate()
         with self.lock:
-            if config.org in self.tenants:
-                raise ConfigError(f"org {config.org} is already a tenant")
-            chash = config_hash(config)
-            signed = ray.get(self.registry.publish.remote(config.org, chash, self._generic_wasm(), {"origin": "generic"}))
-            got = ray.get(self.registry.fetch.remote(config.org, chash, signed["manifest"]["version"]))
-            shard = self.shards[self.routing.shard_for(config.org)]
-            status: dict[str, Any] = ray.get(shard.add_tenant.remote(config, got[0], got[1]))
+            lane = self._lane(config.org)
+            what = admit(self.tenants.get(config.org), config, lane["config_hash"] if lane else None)
+            if what == "add":
+                chash = config_hash(config)
+                signed = ray.get(self.registry.publish.remote(config.org, chash, self._generic_wasm(), {"origin": "generic"}))
+                got = ray.get(self.registry.fetch.remote(config.org, chash, signed["manifest"]["version"]))
+                shard = self.shards[self.routing.shard_for(config.org)]
+                lane = ray.get(shard.add_tenant.remote(config, got[0], got[1]))
+            assert lane is not None
             self.tenants[config.org] = config
-            self.jobs[config.org] = {"stage": "serving generic", "generation": None, "generations": None, "best_ratio": None, "built": 0, "rejected": {}}
-            return status
+            if what == "add" or config.org not in self.jobs:
+                self.jobs[config.org] = _new_job()
+            self._save()
+            return {**lane, "admitted": what}
+
+    def remove_tenant(self, org: int) -> dict[str, Any]:
+        """Stops serving ``org``: its traffic source stops, its open buckets are flushed to
+        the sink, its shard lets it go, and the control plane forgets it (its registry
+        versions stay). Then ``add_tenant`` may serve it with another config."""
+        with self.lock:
+            job = self.jobs.get(org) or {}
+            if job.get("thread") is not None and job["thread"].is_alive():
+                raise ConfigError(f"org {org} is being improved ({job.get('stage')}); remove it once that ends")
+            lane = self._lane(org)
+            if org not in self.tenants and lane is None:
+                raise ConfigError(f"org {org} is not a tenant")
+        traffic = self.stop_traffic(org)
+        shard = self.shards[self.routing.shard_for(org)]
+        rows = 0
+        if lane is not None:
+            rows = int(ray.get(shard.drain.remote(org)))
+            ray.get(shard.export_org.remote(org))
+        with self.lock:
+            self.tenants.pop(org, None)
+            self.jobs.pop(org, None)
+            self._save()
+        return {"org": org, "rows_flushed": rows, "traffic": traffic}
 
     def _shard(self, org: int) -> Any:
         if org not in self.tenants:
@@ -151,14 +214,21 @@ class ControlActor:
         return vars(client.send(org, payloads))
 
     def start_traffic(self, workload: Workload, seed: int = 1, max_msg_per_s: float | None = None) -> str:
+        """Starts a traffic source for the workload's org. Its timeline continues the
+        org's: a shard that served the org before (a restarted system) has closed buckets
+        up to its watermark, and traffic from before it would all be late."""
         from actors.traffic_source import TrafficSource
 
         org = workload.tenant.org
         self._shard(org)
+        lane = self._lane(org)
+        if lane is not None and lane.get("max_ts") is not None:
+            t = workload.traffic
+            workload = replace(workload, traffic=replace(t, start_ts=max(t.start_ts, int(lane["max_ts"]) + 1)))
         with self.lock:
             if org in self.sources:
                 raise ConfigError(f"org {org} already has a traffic source")
-            name = f"evoagg-traffic-{org}"
+            name = _source_name(org)
             opts = TrafficSource.options(name=name, lifetime="detached" if self.detached else None)  # type: ignore[attr-defined]
             self.sources[org] = opts.remote(workload, self.routing.shard_for(org), f"traffic-{org}-{time.time_ns()}", seed, max_msg_per_s=max_msg_per_s)
             return name
@@ -194,15 +264,27 @@ class ControlActor:
             cfg = replace(self.evolution, **changes).validate()
             deadline = time.monotonic() + within_s if within_s is not None else None
             t = threading.Thread(target=self._improve, args=(org, cfg, deadline), name=f"improve-{org}", daemon=True)
-            job.update({"thread": t, "stage": "waiting for samples", "error": None, "generations": cfg.generations, "generation": None})
+            job.update(
+                {"thread": t, "stage": "waiting for samples", "error": None, "generations": cfg.generations, "generation": None, "started": time.monotonic()}
+            )
+            job["timeline"] = [{"stage": "waiting for samples", "at_s": 0.0}]
             t.start()
         return f"improving org {org}: {cfg.generations} generations, {cfg.islands} islands, proposer {cfg.proposer}"
 
     def _progress(self, org: int, **fields: Any) -> None:
         with self.lock:
-            self.jobs[org].update(fields)
+            job = self.jobs[org]
+            if "stage" in fields and fields["stage"] != job.get("stage") and job.get("started") is not None:
+                # Where the improvement's time goes: each stage and when it began.
+                job.setdefault("timeline", []).append({"stage": fields["stage"], "at_s": round(time.monotonic() - job["started"], 1)})
+            job.update(fields)
+            self._save()
 
     def _improve(self, org: int, evo: EvolutionConfig, deadline: float | None) -> None:
+        """Verifies the specialized kernel and publishes it when it clears the margin over
+        the serving module, then evolves and publishes the confirmed winner on the same
+        rule. Every speed here is measured in the org's own regime on its shard: its batch
+        size, its lateness, the pace of its event time (``actors.kernel.measure``)."""
         from actors.evolve.engine import run_evolution
         from actors.kernel.build import build
         from actors.specialize import materialize, package_name, template_kernel
@@ -216,30 +298,44 @@ class ControlActor:
             samples_by = time.monotonic() + 600
             while True:  # the shard's samples of live traffic: training for the evolver, held back for the shadow stage
                 training, held_back = ray.get(shard.training.remote(org)), ray.get(shard.holdout.remote(org))
-                if len(training) >= 64 and len(held_back) >= 16:
+                lane = self._lane(org) or {}
+                if len(training) >= 64 and len(held_back) >= 16 and lane.get("event_s_per_message"):
                     break
                 if time.monotonic() > samples_by:
                     raise EvoaggError(f"org {org}: no traffic to learn from after 600 s")
                 time.sleep(0.5)
             generic = self._generic_wasm()
+            batch = max(1, round(lane.get("mean_batch_messages") or 64))
+            regime = evo.regime(self.settings.allowed_lateness_s, batch, lane["event_s_per_message"])
             # Bounded samples: the shadow stage runs every held-back message through two kernels.
-            ctx = Context(cfg, self.settings.sandbox, generic, generic, tuple(held_back[:64]), tuple(training[:64]), bench_rounds=evo.bench_rounds)
-            self._progress(org, stage="verifying the specialized kernel", samples={"training": len(training), "held_back": len(held_back)})
+            ctx = Context(cfg, self.settings.sandbox, generic, generic, tuple(held_back[:64]), tuple(training[:256]), regime=regime)
+            self._progress(
+                org,
+                stage="verifying the specialized kernel",
+                samples={"training": len(training), "held_back": len(held_back)},
+                regime={"batch": batch, "lateness_s": regime.lateness_s, "pace_s": regime.pace_s},
+            )
             t_verify = time.monotonic()
             rep = ray.get(VerifierPool(ctx).submit(Candidate(f"{org}-specialized", cfg, kernel_src=template_kernel())))
             self._progress(org, specialized_stages={st.name: round(st.seconds, 2) for st in rep.stages}, verify_seconds=round(time.monotonic() - t_verify, 1))
             if not rep.accepted:
                 failed = rep.failed_stage()
                 raise EvoaggError(f"org {org}: the specialized kernel was rejected at {failed.name if failed else '?'}: {failed.reason if failed else ''}")
-            with tempfile.TemporaryDirectory(prefix="evoagg-spec-") as tmp:
-                wasm = build(materialize(cfg, Path(tmp)), package_name(cfg)).wasm
-            meta = {"origin": "specialized", "report": rep.to_json(), **({"ratio": rep.ratio} if rep.ratio and rep.ratio > 0 else {})}
-            ray.get(self.registry.publish.remote(org, chash, wasm, meta))
+            serving = "generic"
+            spec = publish_decision(rep.ratio, rep.ratio_ci95, evo.publish_margin, "specialized")
+            self._progress(org, specialized={"ratio": rep.ratio, "ci95": rep.ratio_ci95, "published": spec.publish, "why": spec.reason})
+            if spec.publish:
+                with tempfile.TemporaryDirectory(prefix="evoagg-spec-") as tmp:
+                    wasm = build(materialize(cfg, Path(tmp)), package_name(cfg)).wasm
+                meta = {"origin": "specialized", "report": rep.to_json(), **({"ratio": rep.ratio} if rep.ratio and rep.ratio > 0 else {})}
+                ray.get(self.registry.publish.remote(org, chash, wasm, meta))
+                serving = "specialized"
             self._progress(org, stage=f"evolving ({evo.proposer})", generation=0)
 
             def progress(p: dict[str, Any]) -> None:
                 metrics.candidates(org, p["built"], p["accepted"], p["rejected"])
                 log.info(json.dumps({"event": "generation", "org": org, **p}))
+                self._progress(org, stage=f"evolving ({evo.proposer}): generation {p['generation'] + 1} of {p['generations']} done")
                 with self.lock:
                     job = self.jobs[org]
                     job["generation"] = p["generation"] + 1
@@ -247,13 +343,28 @@ class ControlActor:
                     job["built"] = job.get("built", 0) + p["built"]
                     for k, v in p["rejected"].items():
                         job["rejected"][k] = job["rejected"].get(k, 0) + v
+                    self._save()
 
             workdir = Path(tempfile.mkdtemp(prefix=f"evolve-{org}-", dir=self.root))
-            summary = run_evolution(cfg, evo, replace(ctx, current=wasm), workdir, progress=progress, deadline=deadline)
+            # Fitness is the ratio to the generic kernel (the same scale for every candidate);
+            # the confirmation measures the winner against the specialized kernel too.
+            summary = run_evolution(cfg, evo, ctx, workdir, progress=progress, deadline=deadline)
             best = summary["best"]
-            self._progress(org, summary={k: summary[k] for k in ("candidates", "accepted", "rejections_by_stage", "seconds", "specialized_ratio_to_generic")})
+            self._progress(
+                org,
+                summary={k: summary[k] for k in ("candidates", "accepted", "rejections_by_stage", "seconds", "specialized_ratio_to_generic", "stopped")},
+                workdir=str(workdir),
+            )
             if best["candidate_id"].endswith("-seed"):
-                self._progress(org, stage="done: no candidate beat the specialized kernel")
+                self._progress(org, stage=f"done: no candidate beat the specialized kernel; serving {serving}")
+                return
+            if serving == "specialized":
+                decision = publish_decision(best["ratio_to_specialized"], best.get("ratio_to_specialized_ci95"), evo.publish_margin, "evolved")
+            else:
+                decision = publish_decision(best["ratio_to_generic"], best.get("ratio_to_generic_ci95"), evo.publish_margin, "evolved")
+            self._progress(org, evolved={"candidate": best["candidate_id"], "published": decision.publish, "why": decision.reason})
+            if not decision.publish:
+                self._progress(org, stage=f"done: {decision.reason}; serving {serving}")
                 return
             evolved = Path(best["wasm"]).read_bytes()
             meta = {
@@ -327,6 +438,9 @@ class Control:
 
             config = load_tenant(Path(config))
         return ray.get(self.actor.add_tenant.remote(config))  # type: ignore[no-any-return]
+
+    def remove_tenant(self, org: int) -> dict[str, Any]:
+        return ray.get(self.actor.remove_tenant.remote(org))  # type: ignore[no-any-return]
 
     def ingest(self, org: int, payloads: list[bytes], source: str = "client") -> dict[str, Any]:
         return ray.get(self.actor.ingest.remote(org, payloads, source))  # type: ignore[no-any-return]

@@ -8,7 +8,7 @@
     ├── BuildFailed             compiling guest Rust to wasm failed (carries compiler output)
     ├── ModuleRejected          a wasm module fails validation (imports, exports, limits, features)
     ├── NotServed               a shard was asked about an org it does not serve (moved, never added)
-    ├── StateError              a shard's checkpoint or journal cannot be read
+    ├── StateError              a shard's checkpoint or journal, or the control plane's state, cannot be read
     ├── Unavailable             a part of the running system (shard, registry) does not answer
     ├── KernelError             a module misbehaved while running
     │   ├── KernelTrap          it trapped (panic, out-of-bounds, unreachable) on a batch
