@@ -311,8 +311,8 @@ def _prebuild(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from actors.demo import print_summary, run_demo
 
-    if args.duration < 20 or args.generations < 1 or args.islands < 1:
-        raise ConfigError("--duration must be >= 20 s; --generations and --islands >= 1")
+    if args.duration < 60 or args.generations < 1 or args.islands < 1:
+        raise ConfigError("--duration must be >= 60 s; --generations and --islands >= 1")
     summary = run_demo(args.out, args.duration, args.generations, args.islands, live=not args.json)
     if args.json:
         print(json.dumps({k: summary[k] for k in ("tenants", "rejections_by_reason", "chart")}))
@@ -334,14 +334,16 @@ def _serve(args: argparse.Namespace) -> int:
     tenants = [load_tenant(p) for p in args.tenant]
     workloads = [load_workload(p) for p in args.traffic]
     ctl = connect(args.address, root=args.root, **options)
-    known = set(ctl.status()["tenants"])
-    for t in tenants:
-        if t.org not in known:
-            ctl.add_tenant(t)
-            print(f"evoagg serve: serving org {t.org}", file=sys.stderr)
+    # Idempotent: a tenant served already with the same config, or a source running
+    # already, is left as it is (a second serve, or one on a root that holds a system).
+    for t in [*tenants, *(w.tenant for w in workloads if w.tenant.org not in {t.org for t in tenants})]:
+        what = ctl.add_tenant(t)["admitted"]
+        print(f"evoagg serve: org {t.org}: {'serving' if what == 'add' else 'served already (' + what + ')'}", file=sys.stderr)
+    running = ctl.traffic()
     for w in workloads:
-        if w.tenant.org not in known and w.tenant.org not in {t.org for t in tenants}:
-            ctl.add_tenant(w.tenant)
+        if w.tenant.org in running and running[w.tenant.org].get("running"):
+            print(f"evoagg serve: org {w.tenant.org}: traffic runs already", file=sys.stderr)
+            continue
         print(f"evoagg serve: {ctl.start_traffic(w.tenant.org, w)}", file=sys.stderr)
     for org in args.evolve:
         print(f"evoagg serve: {ctl.evolve(org)}", file=sys.stderr)
@@ -462,8 +464,14 @@ def parser() -> argparse.ArgumentParser:
     pb.set_defaults(fn=_prebuild)
 
     d = sub.add_parser("demo", help="the main job: two tenants served, improved and hot-swapped under traffic; live view, summary, chart")
-    d.add_argument("--duration", type=float, default=180.0, help="seconds (default 180), then at most 75 s more for a running generation to land")
-    d.add_argument("--generations", type=int, default=3, help="evolution generations per tenant (none starts in the last 75 s)")
+    d.add_argument(
+        "--duration",
+        type=float,
+        default=900.0,
+        help="at most this many seconds (default 900); the demo ends sooner, once every tenant has been through specialization "
+        "and --generations generations and its final module has served 25 s",
+    )
+    d.add_argument("--generations", type=int, default=3, help="evolution generations per tenant (default 3)")
     d.add_argument("--islands", type=int, default=2)
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="state, chart (demo.png) and summary (demo.json)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON (no live view)")

@@ -17,6 +17,9 @@ def tenant(version: int, origin: str, received: int, rejected: dict[str, int]) -
         "rejected": rejected,
         "swap_rejections": {"stale_version": 1},
         "improvement": {"stage": "done", "rejected": {"differential": 2}},
+        "points_in": 1000 * received,
+        "points_late": 3,
+        "points_nonfinite": 1,
     }
 
 
@@ -31,6 +34,7 @@ def test_before_is_the_generic_kernel_alone_and_after_the_final_module() -> None
     assert t["msg_per_s_before"] == 105.0 and t["msg_per_s_after"] == 410.0
     assert t["final_module"] == {"version": 3, "origin": "evolved gen 2"} and t["swaps"] == 2
     assert t["messages_in"] == t["messages_accounted"] == 100
+    assert (t["points_in"], t["points_late"], t["points_nonfinite"]) == (100_000, 3, 1)
     assert s["rejections_by_reason"] == {"candidate:differential": 2, "message:truncated": 2, "module:stale_version": 1}
     assert s["chart"] == "c.png"
 
