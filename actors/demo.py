@@ -229,6 +229,9 @@ def run_demo(
     ctl = connect(
         root=state,
         detached=False,
+        # A shard per tenant: a lane's kernel does not share its process (and its caches)
+        # with the other tenant's, whose module and memory change during the run.
+        shards=len(wls),
         shard_settings=ShardSettings(allowed_lateness_s=60, probation_batches=4),
         evolution=EvolutionConfig(generations=generations, islands=islands),
     )
@@ -309,6 +312,7 @@ def run_demo(
     summary["ended_after_s"] = round(summary_end, 1)
     summary["finished"] = settle_until is not None
     summary["swaps"] = swaps
+    summary["samples"] = samples  # the chart's data: capacity and offered msg/s per tenant, once a second
     (out / "demo.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -335,7 +339,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             str(t["messages_accounted"]),
             f"{t['points_late']:,} of {t['points_in']:,}",
         )
-    console = Console()
+    # Not a terminal (a log, a pipe): wide enough for the table, not rich's 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     console.print(f"rejections by reason: {summary['rejections_by_reason'] or 'none'}")
     how = "every improvement finished" if summary["finished"] else "at the cap"
