@@ -385,10 +385,10 @@ def test_capacity_counts_the_modules_cpu_time_not_the_machines_load() -> None:
         SMALL,
         ModuleEntry.of(*entry),
         settings,
-        lambda w, c: Slow(make_pykernel(w, c)),
+        lambda w, c: Slow(make_pykernel(w, c)),  # type: ignore[arg-type, return-value]
         TRUST,
         lambda: wall[0],
-        cpu_clock=lambda: cpu[0],  # type: ignore[arg-type, return-value]
+        cpu_clock=lambda: cpu[0],
     )
     batches = batches_of(PAYLOADS[:40], 8)
     for b in batches:
