@@ -201,7 +201,7 @@ def run_demo(
     live: bool = True,
     workloads: tuple[str, ...] = WORKLOADS,
     offered_msg_per_s: float = 120.0,
-    warmup_s: float = 20.0,
+    warmup_s: float = 30.0,
     settle_s: float = 25.0,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> dict[str, Any]:
