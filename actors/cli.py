@@ -469,7 +469,7 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=900.0,
         help="at most this many seconds (default 900); the demo ends sooner, once every tenant has been through specialization "
-        "and --generations generations and its final module has served 25 s",
+        "and --generations generations and its final module has served 40 s",
     )
     d.add_argument("--generations", type=int, default=3, help="evolution generations per tenant (default 3)")
     d.add_argument("--islands", type=int, default=2)

@@ -74,6 +74,10 @@ def _shard_name(i: int) -> str:
     return f"evoagg-shard-{i}"
 
 
+_CONFIRMED = ("candidate_id", "ratio_to_generic", "ratio_to_generic_ci95", "ratio_to_specialized", "ratio_to_specialized_ci95")
+"""What a job keeps of its evolution's winner, measured side by side with the generic and specialized kernels."""
+
+
 def _source_name(org: int) -> str:
     return f"evoagg-traffic-{org}"
 
@@ -353,6 +357,8 @@ class ControlActor:
             self._progress(
                 org,
                 summary={k: summary[k] for k in ("candidates", "accepted", "rejections_by_stage", "seconds", "specialized_ratio_to_generic", "stopped")},
+                # The winner measured side by side with the generic and specialized kernels.
+                confirmed={k: best.get(k) for k in _CONFIRMED},
                 workdir=str(workdir),
             )
             if best["candidate_id"].endswith("-seed"):

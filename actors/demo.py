@@ -28,20 +28,26 @@ from pathlib import Path
 from typing import Any
 
 WORKLOADS = ("configs/workloads/w1.yaml", "configs/workloads/w2.yaml")
+RATE_WINDOW_S = 10.0
+"""The shards' capacity window (``ShardSettings.rate_window_s``), as the demo sets it."""
 
 
 _IMPROVEMENT_KEYS = (
     *("stage", "generation", "best_ratio", "built", "summary", "verify_seconds", "specialized_stages"),
-    *("specialized", "evolved", "regime", "timeline"),
+    *("specialized", "evolved", "confirmed", "regime", "timeline"),
 )
 
 
-def summarize(samples: list[dict[str, Any]], final: dict[str, Any], sent: dict[int, int], chart: str | None, before_until: float) -> dict[str, Any]:
+def summarize(
+    samples: list[dict[str, Any]], final: dict[str, Any], sent: dict[int, int], chart: str | None, before_until: float, after_from: float | None = None
+) -> dict[str, Any]:
     """The run's summary from its samples and the final status (a pure function).
     "Before" is the generic kernel's capacity in the second half of the warm-up; "after"
-    the final module's over its last five samples off probation. Capacity is messages per
-    CPU second of the serving module's work in the shard (what the module can take,
-    whatever else the machine runs); the wall figures beside it move with the load."""
+    the final module's over the samples from ``after_from`` on (when every improvement had
+    ended and every module had settled, with nothing else changing on the machine), or
+    its last five samples off probation when the run ended at its cap. Both are medians
+    of samples a second apart. Capacity is messages per CPU second of the serving
+    module's work in the shard; the wall figures beside it move with the load."""
     tenants = []
     reasons: dict[str, int] = {}
 
@@ -52,7 +58,8 @@ def summarize(samples: list[dict[str, Any]], final: dict[str, Any], sent: dict[i
         mine = [s for s in samples if s["org"] == org and s["capacity"] is not None]
         before = [s for s in mine if s["version"] == 1 and before_until / 2 <= s["t"] <= before_until]
         last_version = st["module"]["version"]
-        after = [s for s in mine if s["version"] == last_version and s["probation"] is None][-5:]
+        settled = [s for s in mine if s["version"] == last_version and s["probation"] is None]
+        after = [s for s in settled if s["t"] >= after_from] if after_from is not None else settled[-5:]
         tenants.append(
             {
                 "org": org,
@@ -202,12 +209,13 @@ def run_demo(
     workloads: tuple[str, ...] = WORKLOADS,
     offered_msg_per_s: float = 120.0,
     warmup_s: float = 30.0,
-    settle_s: float = 25.0,
+    settle_s: float = 30.0,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> dict[str, Any]:
     """Runs the demo in ``out`` (its state from an earlier run is replaced: each run tells
     the whole story, generic to evolved). It ends once every tenant's improvement has
-    ended and its final module has served ``settle_s`` seconds, or at ``max_seconds``
+    ended and its final module has served one capacity window and ``settle_s`` seconds more (the
+    "after" samples), or at ``max_seconds``
     (then no generation starts in the last ``reserve`` of it, so a running one can land)."""
     import ray
 
@@ -232,7 +240,7 @@ def run_demo(
         # A shard per tenant: a lane's kernel does not share its process (and its caches)
         # with the other tenant's, whose module and memory change during the run.
         shards=len(wls),
-        shard_settings=ShardSettings(allowed_lateness_s=60, probation_batches=4),
+        shard_settings=ShardSettings(allowed_lateness_s=60, probation_batches=4, rate_window_s=RATE_WINDOW_S),
         evolution=EvolutionConfig(generations=generations, islands=islands),
     )
     view = _View(live)
@@ -249,6 +257,7 @@ def run_demo(
         t0 = time.monotonic()
         started = False
         settle_until: float | None = None
+        after_from: float | None = None
         last_swap = 0.0
         while (t := time.monotonic() - t0) < max_seconds:
             if not started and t >= warmup_s:
@@ -287,8 +296,10 @@ def run_demo(
             if lines:
                 last_swap = t
             if started and settle_until is None and _finished(status):
-                # Long enough for the capacity window (10 s) to hold only the final module.
-                settle_until = max(t, last_swap) + settle_s
+                # "After" is measured from one capacity window (10 s) past the last change,
+                # so its samples hold the final modules only, on a machine doing nothing else.
+                after_from = max(t, last_swap) + RATE_WINDOW_S
+                settle_until = after_from + settle_s
             if settle_until is not None and t >= settle_until:
                 break
             time.sleep(1.0)
@@ -306,7 +317,7 @@ def run_demo(
             ray.shutdown()
     chart = out / "demo.png"
     plot(samples, swaps, chart)
-    summary = summarize(samples, final, sent, str(chart), before_until=warmup_s)
+    summary = summarize(samples, final, sent, str(chart), before_until=warmup_s, after_from=after_from)
     summary["max_seconds"] = max_seconds
     summary["generations"] = generations
     summary["ended_after_s"] = round(summary_end, 1)
@@ -322,17 +333,21 @@ def print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="evoagg demo: summary (capacity = messages per CPU second of the serving module's work in the shard)")
-    for col in ("org", "before", "after", "×", "wall ×", "swaps", "final module", "messages in", "accounted", "points late"):
+    for col in ("org", "before", "after", "×", "wall ×", "side by side ×", "swaps", "final module", "messages in", "accounted", "points late"):
         table.add_column(col)
     for t in summary["tenants"]:
         ratio = t["msg_per_s_after"] / t["msg_per_s_before"] if t["msg_per_s_before"] and t["msg_per_s_after"] else None
         wall = t["msg_per_s_wall_after"] / t["msg_per_s_wall_before"] if t["msg_per_s_wall_before"] and t["msg_per_s_wall_after"] else None
+        # The final module against the generic one in interleaved rounds (the confirmation):
+        # immune to the machine's drift between "before" and "after".
+        side = (t["improvement"].get("confirmed") or {}).get("ratio_to_generic") if t["final_module"]["origin"].startswith("evolved") else None
         table.add_row(
             str(t["org"]),
             f"{t['msg_per_s_before'] or 0:,.0f}",
             f"{t['msg_per_s_after'] or 0:,.0f}",
             f"{ratio:.2f}" if ratio else "",
             f"{wall:.2f}" if wall else "",
+            f"{side:.2f}" if side else "",
             str(t["swaps"]),
             f"v{t['final_module']['version']} {t['final_module']['origin']}",
             str(t["messages_in"]),

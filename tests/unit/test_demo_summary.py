@@ -44,3 +44,13 @@ def test_messages_lost_show_as_a_difference() -> None:
     t = summarize([], final, {7: 100}, None, before_until=10)["tenants"][0]
     assert t["messages_in"] == 100 and t["messages_accounted"] == 90
     assert t["msg_per_s_before"] is None
+
+
+def test_after_is_measured_once_everything_has_settled() -> None:
+    samples = [{"t": t, "org": 7, "capacity": c, "offered": 10.0, "version": v, "probation": None} for t, c, v in [
+        (6, 100.0, 1), (8, 100.0, 1), (30, 300.0, 3), (40, 200.0, 3),  # 40: the other tenant still swapping
+        (52, 400.0, 3), (53, 420.0, 3), (54, 410.0, 3),
+    ]]  # fmt: skip
+    final = {"tenants": {7: tenant(3, "evolved gen 1", 10, {})}}
+    t = summarize(samples, final, {7: 10}, None, before_until=10, after_from=50)["tenants"][0]
+    assert t["msg_per_s_before"] == 100.0 and t["msg_per_s_after"] == 410.0
