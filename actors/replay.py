@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from actors.errors import PayloadError
+from actors.kernel.abi import watermark
 from actors.kernel.host import KernelHost
-from actors.kernel.measure import watermark
 from actors.oracle import OracleResult
 from actors.output import Row, canonical, output_hash
 

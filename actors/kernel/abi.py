@@ -80,6 +80,12 @@ def by_reason(rejections: list[Rejection]) -> dict[str, int]:
     return counts
 
 
+def watermark(max_ts: int, lateness_s: int, interval_s: int) -> int:
+    """Where a shard flushes to: the largest event time seen minus the lateness, down to a
+    bucket boundary (every bucket ending at or before it is closed)."""
+    return (max_ts - lateness_s) // interval_s * interval_s
+
+
 NO_TS = -(2**63)
 RESULT_HEADER = 40
 

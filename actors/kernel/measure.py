@@ -46,7 +46,7 @@ from typing import Any
 
 from actors.config import SandboxConfig, TenantConfig, check_int
 from actors.errors import ConfigError, PayloadError
-from actors.kernel.abi import BatchResult
+from actors.kernel.abi import BatchResult, watermark
 from actors.kernel.host import KernelHost
 from actors.payload import first_timestamps, shift_timestamps
 
@@ -84,11 +84,6 @@ class Regime:
         if not (isinstance(self.round_s, int | float) and 0 < self.round_s <= 60):
             raise ConfigError(f"round_s: expected 0 < seconds <= 60, found {self.round_s!r}")
         return self
-
-
-def watermark(max_ts: int, lateness_s: int, interval_s: int) -> int:
-    """Where a lane flushes to: the largest event time minus the lateness, down to a bucket boundary."""
-    return (max_ts - lateness_s) // interval_s * interval_s
 
 
 @dataclass

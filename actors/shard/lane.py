@@ -48,7 +48,7 @@ from typing import Any, Protocol, TypeVar
 from actors.accounting import OrgAccount, SlidingRate
 from actors.config import TenantConfig
 from actors.errors import KernelError, ModuleRejected
-from actors.kernel.abi import FLUSH_ALL, BatchResult, Rejection, by_reason, config_hash
+from actors.kernel.abi import FLUSH_ALL, BatchResult, Rejection, by_reason, config_hash, watermark
 from actors.output import Row, output_hash
 from actors.shard.settings import ShardSettings
 from actors.signing import SignedManifest, TrustStore, check_module
@@ -367,8 +367,7 @@ class Lane:
         """The watermark rounded down to a bucket boundary, when it passed a new one."""
         if self.max_ts is None:
             return None
-        iv = self.config.interval_s
-        wm = (self.max_ts - self.settings.allowed_lateness_s) // iv * iv
+        wm = watermark(self.max_ts, self.settings.allowed_lateness_s, self.config.interval_s)
         return wm if self.flushed_to is None or wm > self.flushed_to else None
 
     def _process(self, payloads: Sequence[bytes], label: str, events: list[Event]) -> BatchResult:

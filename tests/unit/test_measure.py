@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.kernel.abi import BatchResult
-from actors.kernel.measure import Regime, Runner, ServiceStream, paired_ratio, watermark
+from actors.kernel.abi import BatchResult, watermark
+from actors.kernel.measure import Regime, Runner, ServiceStream, paired_ratio
 from actors.payload import Message, Series, decode, encode, first_timestamps, shift_timestamps
 from tests.support.shardkit import SMALL, traffic
 
