@@ -153,7 +153,8 @@ class ServiceStream:
     """A sample of messages as the shard would see them, and later copies of it (module
     docstring). Copy ``k`` is the stream moved ``k × shift_s`` seconds later."""
 
-    def __init__(self, payloads: Sequence[bytes], interval_s: int, regime: Regime) -> None:
+    def __init__(self, payloads: Sequence[bytes], regime: Regime) -> None:
+        # (payload, its first-timestamp fields or None when malformed, where it is in time)
         parsed: list[tuple[bytes, list[tuple[int, int, int]] | None, int | None]] = []
         for p in payloads:
             try:
@@ -163,19 +164,19 @@ class ServiceStream:
             # Where the message is in time: its series' latest first timestamp (the send
             # time, less the points' window).
             parsed.append((p, fields, max((f[2] for f in fields), default=None) if fields else None))
+        # (payload, fields, how far it moves, where it is then)
+        moved: list[tuple[bytes, list[tuple[int, int, int]] | None, int, int | None]] = []
         if regime.pace_s is not None:
             timed = sorted((a, i) for i, (_, _, a) in enumerate(parsed) if a is not None)
             order = [i for _, i in timed] + [i for i, (_, _, a) in enumerate(parsed) if a is None]
-            parsed = [parsed[i] for i in order]
             start = timed[0][0] if timed else 0
-            moved = []
-            for n, (p, fields, anchor) in enumerate(parsed):
-                delta = 0 if anchor is None else start + round(n * regime.pace_s) - anchor
-                moved.append((p, fields, delta))
+            for n, (p, fields, anchor) in enumerate(parsed[i] for i in order):
+                at = None if anchor is None else start + round(n * regime.pace_s)
+                moved.append((p, fields, 0 if anchor is None or at is None else at - anchor, at))
         else:
-            moved = [(p, fields, 0) for p, fields, _ in parsed]
-        self._items = moved
-        anchors = sorted(a + d for _, f, d in moved if f for a in (max(x[2] for x in f),))
+            moved = [(p, fields, 0, anchor) for p, fields, anchor in parsed]
+        self._items = [(p, fields, delta) for p, fields, delta, _ in moved]
+        anchors = sorted(at for *_, at in moved if at is not None)
         # The next copy continues the timeline where this one ends, one message's pace on,
         # so buckets fill with as many messages as they do live.
         step = (anchors[-1] - anchors[0]) / (len(anchors) - 1) if len(anchors) > 1 else 1.0
@@ -188,9 +189,9 @@ class ServiceStream:
 
 
 @functools.lru_cache(maxsize=8)
-def service_stream(payloads: tuple[bytes, ...], interval_s: int, regime: Regime) -> ServiceStream:
+def service_stream(payloads: tuple[bytes, ...], regime: Regime) -> ServiceStream:
     """The stream of a sample, once per process (a verifier serves many candidates of a tenant)."""
-    return ServiceStream(payloads, interval_s, regime)
+    return ServiceStream(payloads, regime)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ def measure(
     (racing). A module that fails (a trap, a rejection) is reported with its error and
     left out of later rounds; the others go on."""
     sandbox = sandbox or SandboxConfig()
-    stream = service_stream(tuple(payloads), config.interval_s, regime)
+    stream = service_stream(tuple(payloads), regime)
     if not stream.messages:
         raise ConfigError("no messages to measure on")
     out = {name: Measured(name) for name, _ in modules}
@@ -344,7 +345,7 @@ def fuel_per_message(wasm: bytes, config: TenantConfig, payloads: Sequence[bytes
     """Wasmtime fuel (about one unit per wasm instruction) per message on the stream's
     first copy, process and flush calls in the regime: deterministic for a module and a
     stream."""
-    stream = service_stream(tuple(payloads), config.interval_s, regime)
+    stream = service_stream(tuple(payloads), regime)
     host = KernelHost(wasm, config, sandbox or SandboxConfig(), name="fuel", fuel=True)
     start = host.fuel_consumed()
     Runner(host, regime).run(stream.copy(0), clock=lambda: 0.0)

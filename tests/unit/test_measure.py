@@ -34,7 +34,7 @@ def test_shifting_moves_every_point_and_nothing_else(delta: int, seed: int) -> N
 def test_a_reservoir_sample_is_put_in_order_and_at_the_tenant_pace() -> None:
     live = traffic(40, 3)
     sample = random.Random(1).sample(live, len(live))  # slot order: time jumps about
-    stream = ServiceStream(sample, SMALL.interval_s, Regime(pace_s=2.0))
+    stream = ServiceStream(sample, Regime(pace_s=2.0))
     copy = stream.copy(0)
     anchors = [max(f[2] for f in first_timestamps(p)) for p in copy]
     assert anchors == sorted(anchors)
@@ -49,14 +49,14 @@ def test_a_reservoir_sample_is_put_in_order_and_at_the_tenant_pace() -> None:
 
 
 def test_copies_continue_the_timeline_without_late_points() -> None:
-    stream = ServiceStream(traffic(30, 5), SMALL.interval_s, Regime())
+    stream = ServiceStream(traffic(30, 5), Regime())
     first, second = stream.copy(0), stream.copy(1)
     assert max(max(_times(p)) for p in first) < min(min(_times(p)) for p in second) + 60
     assert [_times(p) for p in second] == [[t + stream.shift_s for t in _times(p)] for p in first]
 
 
 def test_a_malformed_message_stays_as_it_is() -> None:
-    stream = ServiceStream([b"\x07junk", *traffic(3, 1)], SMALL.interval_s, Regime(pace_s=1.0))
+    stream = ServiceStream([b"\x07junk", *traffic(3, 1)], Regime(pace_s=1.0))
     assert b"\x07junk" in stream.copy(2)
 
 
@@ -107,5 +107,5 @@ def test_regime_validation() -> None:
 
 def test_a_message_without_points_keeps_its_place() -> None:
     empty = encode(Message(SMALL.org, (Series("cpu.usage", ("a:b",), ()),)))
-    stream = ServiceStream([empty, *traffic(4, 2)], SMALL.interval_s, Regime(pace_s=1.0))
+    stream = ServiceStream([empty, *traffic(4, 2)], Regime(pace_s=1.0))
     assert empty in stream.copy(0) and len(stream.copy(1)) == 5
