@@ -193,14 +193,20 @@ class _Reader:
         return v
 
 
-def decode(buf: bytes, expect_org: int | None = None) -> Message:
-    """Decodes one payload; raises :class:`PayloadError` with the kernel's reason."""
+def _opened(buf: bytes) -> _Reader:
+    """A reader past the version byte, after the checks every walk of a payload starts with."""
     if not buf:
         raise PayloadError("empty", offset=0)
     if buf[0] != PAYLOAD_VERSION:
         raise PayloadError("bad_version", f"version byte {buf[0]}", offset=0)
     r = _Reader(buf)
     r.pos = 1
+    return r
+
+
+def decode(buf: bytes, expect_org: int | None = None) -> Message:
+    """Decodes one payload; raises :class:`PayloadError` with the kernel's reason."""
+    r = _opened(buf)
     org = r.uvarint()
     if expect_org is not None and org != expect_org:
         raise PayloadError("wrong_org", f"org {org}, expected {expect_org}", offset=1)
@@ -282,12 +288,7 @@ def first_timestamps(buf: bytes) -> list[tuple[int, int, int]]:
     ``buf`` and what it says. Only what the walk needs is checked (structure, counts);
     raises :class:`PayloadError` when the payload cannot be walked. Deltas are relative,
     so these fields alone place a payload in time (:func:`shift_timestamps`)."""
-    if not buf:
-        raise PayloadError("empty", offset=0)
-    if buf[0] != PAYLOAD_VERSION:
-        raise PayloadError("bad_version", f"version byte {buf[0]}", offset=0)
-    r = _Reader(buf)
-    r.pos = 1
+    r = _opened(buf)
     r.uvarint()
     for _ in range(r.count(1)):
         n = r.count(1)
