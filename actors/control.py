@@ -339,15 +339,19 @@ class ControlActor:
             def progress(p: dict[str, Any]) -> None:
                 metrics.candidates(org, p["built"], p["accepted"], p["rejected"])
                 log.info(json.dumps({"event": "generation", "org": org, **p}))
-                self._progress(org, stage=f"evolving ({evo.proposer}): generation {p['generation'] + 1} of {p['generations']} done")
-                with self.lock:
+                with self.lock:  # one update, saved once
                     job = self.jobs[org]
-                    job["generation"] = p["generation"] + 1
-                    job["best_ratio"] = p["best_ratio"]
-                    job["built"] = job.get("built", 0) + p["built"]
+                    rejected = dict(job["rejected"])
                     for k, v in p["rejected"].items():
-                        job["rejected"][k] = job["rejected"].get(k, 0) + v
-                    self._save()
+                        rejected[k] = rejected.get(k, 0) + v
+                    self._progress(
+                        org,
+                        stage=f"evolving ({evo.proposer}): generation {p['generation'] + 1} of {p['generations']} done",
+                        generation=p["generation"] + 1,
+                        best_ratio=p["best_ratio"],
+                        built=job.get("built", 0) + p["built"],
+                        rejected=rejected,
+                    )
 
             workdir = Path(tempfile.mkdtemp(prefix=f"evolve-{org}-", dir=self.root))
             # Fitness is the ratio to the generic kernel (the same scale for every candidate);
