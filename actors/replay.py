@@ -37,6 +37,8 @@ class ReplayReport:
     final_flush_seconds: float = 0.0
     """CPU seconds of the flush of every bucket at the end (reported apart: a shard never does it)."""
     rows: list[Row] = field(default_factory=list)
+    refusals: list[tuple[int, str, int]] = field(default_factory=list)
+    """Every message the kernel refused: (index in the stream, reason, byte offset)."""
 
     @property
     def kernel_seconds(self) -> float:
@@ -111,6 +113,7 @@ def replay(
             rep.max_ts = res.max_ts if rep.max_ts is None else max(rep.max_ts, res.max_ts)
         for r in res.rejections:
             rep.rejected[r.reason] = rep.rejected.get(r.reason, 0) + 1
+            rep.refusals.append((rep.messages - len(batch) + r.index, r.reason, r.offset))
         batch.clear()
         nbatch += 1
         if flush_lag is not None and rep.max_ts is not None:

@@ -37,7 +37,7 @@ from actors.kernel.validate import validate_module
 from actors.output import Row
 from actors.replay import ReplayReport, replay
 from actors.specialize import materialize, package_name
-from actors.verify.traffic import edge_payloads
+from actors.verify.traffic import edge_payloads, fuzzed_payloads
 
 _WASMTIME = importlib.metadata.version("wasmtime")
 STAGES = ("build", "validate", "proofs", "differential", "shadow", "bench")
@@ -214,6 +214,14 @@ def _uses_shared_codec(c: Candidate) -> bool:
     return m is not None and Path(m.group(1)).resolve() == (GUEST_WORKSPACE / "codec").resolve()
 
 
+def decoder_of(c: Candidate) -> str:
+    """Which decoder the candidate's messages go through, as the proofs stage reports it."""
+    src = c.kernel_src if c.kernel_src is not None else "\n".join((c.files or {}).values())
+    if "Decoded" in src or "PayloadReader" in src:
+        return "shared reader (codec::PayloadReader)"
+    return "own walk over the shared codec's primitives (varint, zigzag, StreamVByte); the walk is fuzzed by the differential stage, not proved"
+
+
 def stage_proofs(c: Candidate, ctx: Context, p: Progress) -> Progress:
     from actors.verify.proofs import run_codec_checks
 
@@ -223,7 +231,8 @@ def stage_proofs(c: Candidate, ctx: Context, p: Progress) -> Progress:
         return p.add(StageResult("proofs", "not-run", "the crate does not decode with the shared, proved guest-rust/codec", 0.0))
     t0 = time.perf_counter()
     checks = run_codec_checks()
-    details = {"checks": [asdict(k) for k in checks]}
+    decoder = decoder_of(c)
+    details = {"decoder": decoder, "checks": [asdict(k) for k in checks]}
     tools = {k.kind: k.tool for k in checks}
     failed = [k for k in checks if k.status == "failed"]
     verus = [k for k in checks if k.kind == "verus"]
@@ -232,10 +241,17 @@ def stage_proofs(c: Candidate, ctx: Context, p: Progress) -> Progress:
     if failed:
         return p.add(StageResult("proofs", "failed", "; ".join(f"{k.name}: {k.reason}" for k in failed), secs, tools, details))
     if verus and all(k.status == "passed" for k in verus):
-        return p.add(StageResult("proofs", "passed", f"Verus proofs of the shared codec passed ({len(ran)} checks)", secs, tools, details))
+        return p.add(StageResult("proofs", "passed", f"Verus proofs of the shared codec passed ({len(ran)} checks); decoder: {decoder}", secs, tools, details))
     why = "; ".join(sorted({k.reason for k in verus if k.status == "not-run"})) or "no Verus check"
     return p.add(
-        StageResult("proofs", "not-run", f"Verus did not run ({why}); {len(ran)} model/exhaustive checks passed, listed in details", secs, tools, details)
+        StageResult(
+            "proofs",
+            "not-run",
+            f"Verus did not run ({why}); {len(ran)} model/exhaustive checks of the shared codec passed, listed in details; decoder: {decoder}",
+            secs,
+            tools,
+            details,
+        )
     )
 
 
@@ -249,11 +265,12 @@ class _Run:
 
     summary: dict[str, Any]
     rows: frozenset[Row]
+    refusals: tuple[tuple[int, str, int], ...]
 
 
 def _run(wasm: bytes, ctx: Context, payloads: tuple[bytes, ...], batch: int, flush_lag: int | None, name: str) -> _Run:
     rep = _replay(wasm, ctx, payloads, batch, flush_lag, name)
-    return _Run(rep.summary(), frozenset(rep.rows))
+    return _Run(rep.summary(), frozenset(rep.rows), tuple(rep.refusals))
 
 
 # The baseline's outcome on the same traffic is the same for every candidate: computed once
@@ -264,6 +281,10 @@ _COMPARED = ("accepted", "rejected", "points", "nonfinite_points", "late_points"
 
 
 def _compare(mine: _Run, ref: _Run) -> str | None:
+    # Every refusal the same: which message, why and where (the first difference).
+    for x, y in zip(mine.refusals, ref.refusals, strict=False):
+        if x != y:
+            return f"refusals differ: candidate {x}, baseline {y} (message, reason, offset)"
     a, b = mine.summary, ref.summary
     for k in _COMPARED:
         if a[k] != b[k]:
@@ -294,9 +315,24 @@ def _against_baseline(
 
 
 def stage_differential(c: Candidate, ctx: Context, p: Progress) -> Progress:
+    """Edge cases in three batchings, then decoder fuzzing: mutated and truncated payloads
+    refused exactly as the baseline (shared reader) refuses them, and nothing else changed."""
     payloads = tuple(edge_payloads(ctx.config, ctx.edge_seed))
     modes = [(1, None), (7, 2 * ctx.config.interval_s), (64, 0)]
-    return p.add(_timed("differential", lambda: _against_baseline(c, ctx, p, payloads, modes)))
+    fuzzed = tuple(fuzzed_payloads(ctx.config, ctx.edge_seed))
+
+    def run() -> tuple[str, str, dict[str, str], dict[str, Any]]:
+        status, reason, tools, details = _against_baseline(c, ctx, p, payloads, modes)
+        if status != "passed":
+            return status, reason, tools, details
+        f_status, f_reason, _, f_details = _against_baseline(c, ctx, p, fuzzed, [(16, None)])
+        details["fuzz"] = {"messages": len(fuzzed), **{k: v for k, v in f_details.items() if k != "messages"}}
+        if f_status != "passed":
+            return f_status, f"decoder fuzzing: {f_reason}", tools, details
+        refused = sum(1 for _ in _baseline_run(ctx.baseline, ctx, fuzzed, 16, None, "baseline").refusals)
+        return "passed", f"{reason}; {len(fuzzed)} fuzzed payloads ({refused} refused) refused and aggregated as the baseline does", tools, details
+
+    return p.add(_timed("differential", run))
 
 
 def stage_shadow(c: Candidate, ctx: Context, p: Progress) -> Progress:

@@ -8,6 +8,7 @@ file, so it exists for any tenant and a kernel cannot be tuned to it).
   asks for; empty messages and series; NaN, ±inf, -0.0, subnormals and sums that
   overflow; negative, bucket-boundary (±1) and far-apart timestamps, out of order; a
   wrong org and truncated payloads (rejection parity).
+- :func:`fuzzed_payloads`: damaged copies of those, for decoder fuzzing.
 - :func:`config_traffic`: ordinary traffic over the same vocabulary (regular series
   of ascending points), for the shadow and bench stages when no messages are given.
 
@@ -89,6 +90,14 @@ def edge_payloads(cfg: TenantConfig, seed: int = 0, n: int = 120) -> list[bytes]
     for b in bad:
         payloads.insert(rng.randrange(len(payloads) + 1), b)
     return payloads
+
+
+def fuzzed_payloads(cfg: TenantConfig, seed: int = 0) -> list[bytes]:
+    """Damaged copies of :func:`edge_payloads` for decoder fuzzing (``actors.verify.fuzz``)."""
+    from actors.verify.fuzz import damaged
+
+    valid = [encode(m) for m in edge_messages(cfg, seed)]
+    return damaged(valid, seed)
 
 
 def config_traffic(cfg: TenantConfig, seed: int, n: int, series_per_message: int = 50, points_per_series: int = 20) -> list[bytes]:
