@@ -83,12 +83,17 @@ def gene_weights(s: dict[str, Any]) -> dict[str, float]:
     """How often each rewrite is tried, from the statistics (relative weights)."""
     many = min(1.0, s["queries_per_metric"] / 16)
     runs = min(1.0, s["run_length"] / 8)
+    points = s["run_length"] * max(1.0, s["buckets_per_series"])
     return {
         "atom_index": round(0.1 + 3.0 * many * s["atom_queries"], 3),
         "tagset_cache": round(0.1 + 2.0 * s["tagset_repeat"] * max(s["group_by_share"], many), 3),
         "preagg_runs": round(0.1 + 2.0 * s["min_max_count_share"] * runs, 3),
         "run_fold": round(0.1 + 0.5 * runs, 3),
         "seq_hint": round(0.1 + 0.5 * min(1.0, max(0.0, s["buckets_per_series"] - 1)), 3),
+        # The walk replaces the shared reader: it pays with the points a series carries
+        # (timestamps cut into spans as they are decoded, none stored), and matters less
+        # the more group-by work each series brings.
+        "decode": round(0.3 + 1.5 * min(1.0, points / 16) / (1.0 + s["queries_per_metric"] * s["group_by_share"] / 10), 3),
         "compact_acc": 0.3,
         "near_window": 0.2,
     }

@@ -28,6 +28,13 @@ Rewrites:
   is the contract, and reassociating it would change the bits.)
 - ``seq_hint``: a series' runs fall in consecutive buckets: look for each run's bucket
   right after the previous one's (checked; a wrong hint falls back to the search).
+- ``atom_index``: index each metric's queries by their first positive filter atom.
+- ``decode`` (shared, walk, walk_bytes, walk_spans): the kernel decodes the message
+  itself, fused with cutting points into bucket spans (``decode_rewrites.py``).
+
+Rewrites apply in catalogue order; ``decode`` comes last, over what the others made.
+``decode=walk_spans`` and ``preagg_runs`` do not combine (:func:`conflict`); mutation and
+crossover never produce that pair.
 """
 
 from __future__ import annotations
@@ -38,17 +45,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.errors import EvoaggError
+from actors.evolve import decode_rewrites
+from actors.evolve.anchors import TransformError
+from actors.evolve.anchors import sub as _sub
 
-
-class TransformError(EvoaggError):
-    """A rewrite's anchor is missing from the source it is applied to."""
-
-
-def _sub(src: str, old: str, new: str, what: str) -> str:
-    if src.count(old) != 1:
-        raise TransformError(f"{what}: anchor found {src.count(old)} times, expected once: {old[:80]!r}")
-    return src.replace(old, new, 1)
+__all__ = ["GENES", "TransformError", "crossover", "describe", "mutate", "render", "template_genome", "validate_genome"]
 
 
 # --- tagset_cache -----------------------------------------------------------------------------
@@ -445,6 +446,7 @@ GENES: tuple[Gene, ...] = (
     Gene("preagg_runs", (False, True), lambda s, v: preagg_runs(s) if v else s),
     Gene("seq_hint", (False, True), lambda s, v: seq_hint(s) if v else s),
     Gene("atom_index", (False, True), lambda s, v: atom_index(s) if v else s),
+    Gene("decode", decode_rewrites.DECODE, decode_rewrites.decode),
 )
 BY_NAME = {g.name: g for g in GENES}
 Genome = Mapping[str, Any]
@@ -454,12 +456,32 @@ def template_genome() -> dict[str, Any]:
     return {g.name: g.values[0] for g in GENES}
 
 
+def conflict(genome: Genome) -> str | None:
+    """Why the genome's rewrites cannot be combined, or None."""
+    if genome.get("decode") == "walk_spans" and genome.get("preagg_runs"):
+        return "decode=walk_spans folds points from spans; preagg_runs merges summaries of a point list"
+    return None
+
+
+def _repair(genome: dict[str, Any], keep: str) -> dict[str, Any]:
+    """The genome without its conflict: the gene other than ``keep`` gives way."""
+    if conflict(genome):
+        if keep == "preagg_runs":
+            genome["decode"] = "walk_bytes"
+        else:
+            genome["preagg_runs"] = False
+    return genome
+
+
 def validate_genome(genome: Genome) -> dict[str, Any]:
     out = template_genome()
     for k, v in genome.items():
         if k not in BY_NAME or v not in BY_NAME[k].values:
             raise TransformError(f"genome: {k}={v!r} is not in the catalogue")
         out[k] = v
+    why = conflict(out)
+    if why:
+        raise TransformError(f"genome: {why}")
     return out
 
 
@@ -483,13 +505,13 @@ def mutate(genome: Genome, rng: random.Random, rate: float = 0.5, weights: Mappi
     for name in names:
         if name == forced or rng.random() < rate / len(names):
             g[name] = rng.choice([v for v in BY_NAME[name].values if v != g[name]])
-    return g
+    return _repair(g, forced)
 
 
 def crossover(a: Genome, b: Genome, rng: random.Random) -> dict[str, Any]:
     """Each gene from one parent or the other."""
     ga, gb = validate_genome(a), validate_genome(b)
-    return {x.name: (ga if rng.random() < 0.5 else gb)[x.name] for x in GENES}
+    return _repair({x.name: (ga if rng.random() < 0.5 else gb)[x.name] for x in GENES}, "decode")
 
 
 def describe(genome: Genome) -> str:

@@ -35,7 +35,10 @@ CFG = TenantConfig.from_mapping(
 )
 
 
-@pytest.mark.parametrize("genome", [{"atom_index": True}, {g.name: g.values[-1] for g in GENES}], ids=["alone", "with_every_rewrite"])
+EVERY = {**{g.name: g.values[-1] for g in GENES}, "decode": "walk_bytes"}
+
+
+@pytest.mark.parametrize("genome", [{"atom_index": True}, EVERY], ids=["alone", "with_every_rewrite"])
 def test_the_atom_index_is_hash_equal_to_the_generic_kernel(genome: dict[str, object], generic_wasm: bytes) -> None:
     ctx = Context(CFG, SandboxConfig(), generic_wasm, generic_wasm, tuple(config_traffic(CFG, 3, 40)), tuple(config_traffic(CFG, 4, 40)), regime=QUICK_REGIME)
     rep = verify(Candidate("atom-index", CFG, kernel_src=render(template_kernel(), genome)), ctx)

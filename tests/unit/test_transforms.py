@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.evolve.transforms import GENES, TransformError, crossover, describe, mutate, render, template_genome, validate_genome
+from actors.evolve.transforms import GENES, TransformError, conflict, crossover, describe, mutate, render, template_genome, validate_genome
 from actors.specialize import template_kernel
 
 
 def all_genomes() -> list[dict[str, object]]:
-    return [dict(zip([g.name for g in GENES], values, strict=True)) for values in itertools.product(*(g.values for g in GENES))]
+    every = [dict(zip([g.name for g in GENES], values, strict=True)) for values in itertools.product(*(g.values for g in GENES))]
+    return [g for g in every if conflict(g) is None]
 
 
 def test_every_genome_renders_to_a_distinct_source() -> None:
@@ -24,7 +25,21 @@ def test_every_genome_renders_to_a_distinct_source() -> None:
     sources = {render(t, g) for g in all_genomes()}
     assert len(sources) == len(all_genomes())
     assert render(t, template_genome()) == t
-    assert all(len(s.encode()) < 24 * 1024 for s in sources)
+    assert all(len(s.encode()) < 40 * 1024 for s in sources)
+
+
+def test_a_genome_that_cannot_combine_is_refused_and_never_bred() -> None:
+    with pytest.raises(TransformError, match="preagg_runs"):
+        validate_genome({"decode": "walk_spans", "preagg_runs": True})
+    rng = random.Random(3)
+    g = validate_genome({"decode": "walk_spans"})
+    for _ in range(300):
+        child = mutate(g, rng)
+        assert conflict(child) is None
+        assert conflict(crossover(child, {"preagg_runs": True}, rng)) is None
+    # The gene the mutation forced wins: preagg_runs switched on turns the spans off.
+    forced = mutate(g, random.Random(0), rate=0.0, weights={"preagg_runs": 1.0, **{x.name: 0.0 for x in GENES if x.name != "preagg_runs"}})
+    assert forced["preagg_runs"] and forced["decode"] == "walk_bytes"
 
 
 def test_a_changed_template_is_reported_not_silently_ignored() -> None:
