@@ -46,22 +46,34 @@ struct Span {
     n: u32,
 }
 
+/// A varint: one byte inline (ids and counts mostly are), else the shared reader's.
+#[inline(always)]
+fn var(p: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+    if let Some(&b) = p.get(*pos) {
+        if b < 0x80 {
+            *pos += 1;
+            return Ok(b as u64);
+        }
+    }
+    read_uvarint(p, pos)
+}
+
 /// A count of items that each take at least `min_bytes` of the bytes left (the shared
 /// reader's rule, code and offset).
-#[inline]
+#[inline(always)]
 fn count_of(p: &[u8], pos: &mut usize, min_bytes: usize) -> Result<usize, DecodeError> {
     let at = *pos;
-    let v = read_uvarint(p, pos)?;
+    let v = var(p, pos)?;
     if v > ((p.len() - *pos) / min_bytes) as u64 {
         return Err(DecodeError::new(ErrorCode::CountTooLarge, at));
     }
     Ok(v as usize)
 }
 
-#[inline]
+#[inline(always)]
 fn id_of(p: &[u8], pos: &mut usize, nstrings: usize) -> Result<u32, DecodeError> {
     let at = *pos;
-    let id = read_uvarint(p, pos)?;
+    let id = var(p, pos)?;
     if id >= nstrings as u64 {
         return Err(DecodeError::new(ErrorCode::IdOutOfRange, at));
     }
@@ -69,8 +81,13 @@ fn id_of(p: &[u8], pos: &mut usize, nstrings: usize) -> Result<u32, DecodeError>
 }
 
 /// Cuts a series' timestamps into spans as they are decoded (no timestamp is stored).
+/// A point inside the current span, `[lo, lo + width)` (its bucket, clipped to the valid
+/// range), costs one comparison; anything else takes `leave`.
+#[derive(Clone, Copy)]
 struct Cutter {
     start: i64,
+    lo: i64,
+    width: u64,
     /// Index of the span's first point in the series.
     from: u32,
     /// Points seen so far.
@@ -82,21 +99,42 @@ struct Cutter {
 impl Cutter {
     #[inline(always)]
     fn new(first: i64, max: i64) -> Self {
-        Cutter { start: first - first.rem_euclid(spec::INTERVAL), from: 0, k: 1, in_range: true, max: max.max(first) }
+        let mut c = Cutter { start: 0, lo: 0, width: 0, from: 0, k: 1, in_range: true, max: max.max(first) };
+        c.open(first);
+        c
+    }
+
+    /// Opens the span of `t`'s bucket (`t` in range: `start + INTERVAL` cannot overflow).
+    #[inline(always)]
+    fn open(&mut self, t: i64) {
+        self.start = t - t.rem_euclid(spec::INTERVAL);
+        self.lo = self.start.max(-MAX_ABS_TS);
+        self.width = ((self.start + spec::INTERVAL).min(MAX_ABS_TS + 1) - self.lo) as u64;
     }
 
     #[inline(always)]
     fn point(&mut self, t: i64, spans: &mut Vec<Span>) {
-        self.in_range &= (-MAX_ABS_TS..=MAX_ABS_TS).contains(&t);
         self.max = self.max.max(t);
-        // Out of range: the message is refused once the series is read; cut nothing more
-        // (|t| <= 2^62 and interval < 2^31 keep `start + INTERVAL` from overflowing).
-        if self.in_range && (t < self.start || t >= self.start + spec::INTERVAL) {
-            spans.push(Span { start: self.start, at: self.from, n: self.k - self.from });
-            self.start = t - t.rem_euclid(spec::INTERVAL);
-            self.from = self.k;
+        if (t.wrapping_sub(self.lo) as u64) >= self.width {
+            self.leave(t, spans);
         }
         self.k += 1;
+    }
+
+    /// A point outside the span: out of range (the message is refused once the series is
+    /// read; nothing more is cut), or the first of a new span.
+    #[inline(always)]
+    fn leave(&mut self, t: i64, spans: &mut Vec<Span>) {
+        if !self.in_range {
+            return;
+        }
+        if !(-MAX_ABS_TS..=MAX_ABS_TS).contains(&t) {
+            self.in_range = false;
+            return;
+        }
+        spans.push(Span { start: self.start, at: self.from, n: self.k - self.from });
+        self.open(t);
+        self.from = self.k;
     }
 
     #[inline(always)]
@@ -127,7 +165,8 @@ impl SpecializedKernel {
         for _ in 0..nstrings {
             let at = pos;
             let len = count_of(p, &mut pos, 1)?;
-            if core::str::from_utf8(&p[pos..pos + len]).is_err() {
+            let text = &p[pos..pos + len];
+            if !text.is_ascii() && core::str::from_utf8(text).is_err() {
                 return Err(DecodeError::new(ErrorCode::BadUtf8, at));
             }
             strings.push((pos as u32, len as u32));
@@ -320,11 +359,14 @@ def svb_bytes(src: str) -> str:
         "                            cut.point(cur, spans);\n"
         "                        });\n",
         "                        if dlen == deltas {\n"
-        "                            // Every length is at least one byte: all of them are one.\n"
+        "                            // Every length is at least one byte: all of them are one. (A copy of\n"
+        "                            // the cutter that no closure captures stays in registers.)\n"
+        "                            let (mut c, mut t) = (cut, cur);\n"
         "                            for &z in data {\n"
-        "                                cur = cur.wrapping_add(zigzag_decode32(z as u32) as i64);\n"
-        "                                cut.point(cur, spans);\n"
+        "                                t = t.wrapping_add(zigzag_decode32(z as u32) as i64);\n"
+        "                                c.point(t, spans);\n"
         "                            }\n"
+        "                            (cut, cur) = (c, t);\n"
         "                        } else {\n"
         "                            svb::decode_with(ctrl, data, deltas, |z| {\n"
         "                                cur = cur.wrapping_add(zigzag_decode32(z) as i64);\n"
