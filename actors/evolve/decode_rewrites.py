@@ -385,7 +385,7 @@ _SPAN_STATS = """            let sp = &spans[s.spans.0 as usize..s.spans.1 as us
                 let late = x.start + interval <= self.flushed_to;
                 let values = &payload[x.at as usize..x.at as usize + 8 * x.n as usize];
                 for b in values.chunks_exact(8) {
-                    let bits = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                    let bits = u64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or([0; 8]));
                     if bits & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000 {
                         stats.nonfinite += 1;
                     } else if late {

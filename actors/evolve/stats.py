@@ -94,6 +94,7 @@ def gene_weights(s: dict[str, Any]) -> dict[str, float]:
         # (timestamps cut into spans as they are decoded, none stored), and matters less
         # the more group-by work each series brings.
         "decode": round(0.3 + 1.5 * min(1.0, points / 16) / (1.0 + s["queries_per_metric"] * s["group_by_share"] / 10), 3),
+        "wide_eq": 0.5,
         "compact_acc": 0.3,
         "near_window": 0.2,
     }

@@ -29,6 +29,8 @@ Rewrites:
 - ``seq_hint``: a series' runs fall in consecutive buckets: look for each run's bucket
   right after the previous one's (checked; a wrong hint falls back to the search).
 - ``atom_index``: index each metric's queries by their first positive filter atom.
+- ``wide_eq``: compare strings eight bytes at a time (literal and key lookups, cached tag
+  texts): a slice ``==`` compiles to a byte loop in wasm.
 - ``decode`` (shared, walk, walk_bytes, walk_spans): the kernel decodes the message
   itself, fused with cutting points into bucket spans (``decode_rewrites.py``).
 
@@ -427,6 +429,64 @@ def seq_hint(src: str) -> str:
     return src
 
 
+# --- wide_eq ----------------------------------------------------------------------------------
+
+_EQ_FNS = """
+/// Byte-string equality eight bytes at a time (a slice `==` in wasm compares byte by byte).
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (p, q) in (&mut x).zip(&mut y) {
+        if u64::from_le_bytes(<[u8; 8]>::try_from(p).unwrap_or([0; 8])) != u64::from_le_bytes(<[u8; 8]>::try_from(q).unwrap_or([0; 8])) {
+            return false;
+        }
+    }
+    x.remainder() == y.remainder()
+}
+
+/// `spec::literal` with `eq_bytes`: the same table, the same answer.
+#[inline]
+fn literal(s: &[u8]) -> u16 {
+    let i = spec::LIT_SLOTS[(tables::hash_seeded(s, spec::LIT_SEED) >> spec::LIT_SHIFT) as usize];
+    if i != NONE16 && eq_bytes(spec::LITERALS[i as usize], s) {
+        i
+    } else {
+        NONE16
+    }
+}
+
+/// `spec::key` with `eq_bytes`.
+#[inline]
+fn key_of(s: &[u8]) -> u16 {
+    if NK == 0 {
+        return NONE16;
+    }
+    let i = spec::KEY_SLOTS[(tables::hash_seeded(s, spec::KEY_SEED) >> spec::KEY_SHIFT) as usize];
+    if i != NONE16 && eq_bytes(spec::KEYS[i as usize], s) {
+        i
+    } else {
+        NONE16
+    }
+}
+"""
+
+
+def wide_eq(src: str) -> str:
+    """Compare strings eight bytes at a time: the literal and key lookups (same tables as
+    ``spec``'s) and, with ``tagset_cache``, the cached tag texts."""
+    w = "wide_eq"
+    src = _sub(src, "const NONE16: u16 = u16::MAX;\n", "const NONE16: u16 = u16::MAX;\n" + _EQ_FNS, w)
+    src = _sub(src, "let lit = spec::literal(s);", "let lit = literal(s);", w)
+    src = _sub(src, "key = spec::key(&s[..p]);", "key = key_of(&s[..p]);", w)
+    cached = "|| &self.texts[at + 4..end] != s {"
+    if cached in src:
+        src = _sub(src, cached, "|| !eq_bytes(&self.texts[at + 4..end], s) {", w)
+    return src
+
+
 # --- the genome -------------------------------------------------------------------------------
 
 
@@ -446,6 +506,7 @@ GENES: tuple[Gene, ...] = (
     Gene("preagg_runs", (False, True), lambda s, v: preagg_runs(s) if v else s),
     Gene("seq_hint", (False, True), lambda s, v: seq_hint(s) if v else s),
     Gene("atom_index", (False, True), lambda s, v: atom_index(s) if v else s),
+    Gene("wide_eq", (False, True), lambda s, v: wide_eq(s) if v else s),
     Gene("decode", decode_rewrites.DECODE, decode_rewrites.decode),
 )
 BY_NAME = {g.name: g for g in GENES}
