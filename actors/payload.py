@@ -62,6 +62,9 @@ class Message:
         return sum(len(s.points) for s in self.series)
 
 
+_U32 = struct.Struct("<I")
+
+
 # --- primitives ---------------------------------------------------------------------------
 
 
@@ -407,12 +410,13 @@ def from_json(obj: Any, where: str = "message") -> Message:
 
 
 def frame(payloads: Iterable[bytes]) -> bytes:
-    """Length-prefixed concatenation (u32 LE length, payload): the batch and stream framing."""
-    out = bytearray()
+    """Length-prefixed concatenation (u32 LE length, payload): the batch and stream framing.
+    (One join: growing a bytearray message by message costs a shard about 1 µs a message.)"""
+    parts: list[bytes] = []
     for p in payloads:
-        out += struct.pack("<I", len(p))
-        out += p
-    return bytes(out)
+        parts.append(_U32.pack(len(p)))
+        parts.append(p)
+    return b"".join(parts)
 
 
 def write_stream(path: Path, messages: Iterable[Message]) -> int:

@@ -349,18 +349,46 @@ def own_walk(src: str) -> str:
     return src
 
 
+_ONES_FN = """
+/// Whether every length field of `n` StreamVByte values says one byte (all zero bits):
+/// then the data is `n` bytes, without summing the control bytes.
+#[inline(always)]
+fn svb_all_ones(ctrl: &[u8], n: usize) -> bool {
+    let full = n / 4;
+    let mut any = 0u8;
+    for &c in &ctrl[..full] {
+        any |= c;
+    }
+    if n % 4 != 0 {
+        any |= ctrl[full] & ((1u8 << (2 * (n % 4))) - 1);
+    }
+    any == 0
+}
+
+"""
+
+
 def svb_bytes(src: str) -> str:
-    """StreamVByte deltas that all take one byte (the data is as long as the count) are read
-    straight from the data, without the control bytes."""
+    """StreamVByte deltas that all take one byte (every length field zero, the data as long
+    as the count) are read straight from the data, without summing the control bytes."""
+    w = "svb_bytes"
+    src = sub(src, "/// Cuts a series' timestamps into spans", _ONES_FN.lstrip("\n") + "/// Cuts a series' timestamps into spans", w)
+    src = sub(
+        src,
+        "                        let dlen = svb::data_len(ctrl, deltas);\n",
+        "                        let ones = svb_all_ones(ctrl, deltas);\n"
+        "                        let dlen = if ones { deltas } else { svb::data_len(ctrl, deltas) };\n",
+        w,
+    )
     return sub(
         src,
         "                        svb::decode_with(ctrl, data, deltas, |z| {\n"
         "                            cur = cur.wrapping_add(zigzag_decode32(z) as i64);\n"
         "                            cut.point(cur, spans);\n"
         "                        });\n",
-        "                        if dlen == deltas {\n"
-        "                            // Every length is at least one byte: all of them are one. (A copy of\n"
-        "                            // the cutter that no closure captures stays in registers.)\n"
+        "                        if ones {\n"
+        "                            // Every length is one byte. (A copy of the cutter that no\n"
+        "                            // closure captures stays in registers.)\n"
         "                            let (mut c, mut t) = (cut, cur);\n"
         "                            for &z in data {\n"
         "                                t = t.wrapping_add(zigzag_decode32(z as u32) as i64);\n"
@@ -373,7 +401,7 @@ def svb_bytes(src: str) -> str:
         "                                cut.point(cur, spans);\n"
         "                            });\n"
         "                        }\n",
-        "svb_bytes",
+        w,
     )
 
 
@@ -407,16 +435,23 @@ fn fold_spans<F: Fn(&mut Acc, f64)>(buckets: &mut Vec<(i64, Acc)>, spans: &[Span
             continue;
         }
         let values = &payload[x.at as usize..x.at as usize + 8 * x.n as usize];
+        // The accumulator is updated in a local and stored once per span (the same
+        // operations in the same order: the same bits).
         let mut i = usize::MAX;
+        let mut acc = Acc::EMPTY;
         for b in values.chunks_exact(8) {
-            let v = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            let v = f64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or([0; 8]));
             if !v.is_finite() {
                 continue;
             }
             if i == usize::MAX {
                 i = bucket_index(buckets, x.start);
+                acc = buckets[i].1;
             }
-            f(&mut buckets[i].1, v);
+            f(&mut acc, v);
+        }
+        if i != usize::MAX {
+            buckets[i].1 = acc;
         }
     }
 }
