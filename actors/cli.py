@@ -292,6 +292,30 @@ def _evolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite(args: argparse.Namespace) -> int:
+    from actors.evolve.settings import EvolutionConfig
+    from actors.evolve.suite import run_suite, shapes, table
+    from actors.kernel.build import build
+    from actors.loading import load_evolution
+
+    base = load_evolution(args.evolution) if args.evolution else EvolutionConfig()
+    flags = {"islands": args.islands, "generations": args.generations, "children": args.children, "seed": args.seed}
+    evo = replace(base, proposer="offline", **{k: v for k, v in flags.items() if v is not None}).validate()
+    try:
+        paths = shapes(args.dir) if not args.shape else [args.dir / f"{n}.yaml" for n in args.shape]
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigError(f"no such shape: {', '.join(str(p) for p in missing)}")
+    generic = build().wasm
+    _start_ray(args.ray_address)
+    result = run_suite(paths, evo, args.workdir, generic, _sandbox_or_default(None), args.lateness, args.training, args.held_back,
+                       log=lambda m: print(f"evoagg suite: {m}", file=sys.stderr, flush=True))  # fmt: skip
+    print(json.dumps(result) if args.json else table(result))
+    return 0
+
+
 DEMO_TENANTS = ("configs/tenants/1042.yaml", "configs/tenants/2077.yaml")
 """The demo's tenants, relative to the repository root."""
 
@@ -515,6 +539,22 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     e.add_argument("--json", action="store_true", help="one-line JSON summary")
     e.set_defaults(fn=_evolve)
+    su = sub.add_parser("suite", help="the generalisation suite: an offline evolution per synthetic tenant shape, evolved vs specialized vs generic")
+    suite_dir = Path(__file__).resolve().parents[1] / "configs" / "workloads" / "suite"
+    su.add_argument("--dir", type=Path, default=suite_dir, help="directory of shape workload YAMLs")
+    su.add_argument("--shape", action="append", help="only this shape (file stem; repeatable)")
+    su.add_argument("--generations", type=int)
+    su.add_argument("--islands", type=int)
+    su.add_argument("--children", type=int, help="candidates per island per generation")
+    su.add_argument("--seed", type=int)
+    su.add_argument("--evolution", type=Path, help="evolution settings YAML; flags override it (the proposer is always offline)")
+    su.add_argument("--training", type=int, default=200, help="training messages per shape")
+    su.add_argument("--held-back", type=int, default=200, help="held-back messages per shape")
+    su.add_argument("--lateness", type=int, default=60, help="allowed lateness of the fitness regime, seconds")
+    su.add_argument("--workdir", type=Path, default=Path("out/suite"), help="one evolution workdir per shape under it")
+    su.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    su.add_argument("--json", action="store_true", help="one-line JSON instead of the table")
+    su.set_defaults(fn=_suite)
     k = sub.add_parser("keygen", help="write a new Ed25519 signing key for the module registry (<name>.key, 0600) and its public key (<name>.pub)")
     k.add_argument("--out", type=Path, required=True, help="directory for the key files (created if missing)")
     k.add_argument("--name", default="evoagg", help="file name stem (default evoagg)")

@@ -138,3 +138,19 @@ def test_a_failing_island_generation_does_not_end_the_run(ctx: Context, tmp_path
     assert summary["stopped"] == "generations done"
     records = CandidateDB(tmp_path / "candidates.sqlite", readonly=True).records(CFG.org)
     assert sorted(r.generation for r in records if r.proposer == "offline") == [1]
+
+
+def test_the_generalisation_suite_reports_every_shape_in_one_table(generic_wasm: bytes, tmp_path: Path) -> None:
+    from actors.evolve.suite import run_suite, table
+
+    shape = REPO / "configs/workloads/suite/one_point.yaml"
+    cfg = EvolutionConfig(**QUICK_EVOLUTION, islands=1, generations=1, seed=5)
+    sandbox = SandboxConfig(memory_limit_bytes=512 * 2**20, call_deadline_ms=10_000, epoch_tick_ms=10)
+    result = run_suite([shape], cfg, tmp_path, generic_wasm, sandbox, training=30, held_back=30)
+    (row,) = result["shapes"]
+    assert row["shape"] == "one_point" and row["queries"] == 10
+    assert row["evolved_to_generic"] > 0 and row["evolved_to_specialized"] > 0
+    assert result["all_reach_bar"] == (row["evolved_to_specialized"] >= result["bar"])
+    assert (tmp_path / "one_point" / "candidates.sqlite").is_file()
+    text = table(result)
+    assert "one_point" in text and "every shape at least 1.3x" in text
