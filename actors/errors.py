@@ -23,6 +23,8 @@ Leaves are what callers catch; the root is for "anything from evoagg".
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EvoaggError(Exception):
     """Root of every error raised by evoagg."""
@@ -129,7 +131,24 @@ class KernelOutOfMemory(KernelError):
 class ProposalFailed(EvoaggError):
     """A proposer could not produce a candidate. Raised as such when the model's API keeps
     failing after the retries or no edit came within the turn limit; the leaves say why
-    more precisely where the caller acts differently (feed back, or stop proposing)."""
+    more precisely where the caller acts differently (feed back, or stop proposing).
+
+    What the attempt spent before it failed travels with it (``tokens_in``, ``tokens_out``,
+    ``cost_usd``, ``model``), so a failed proposal is recorded with its cost too."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    model: str | None = None
+
+    def spent(self, tokens_in: int, tokens_out: int, cost_usd: float, model: str | None) -> ProposalFailed:
+        """This error with what the attempt spent; returns it (``raise e.spent(...)``)."""
+        self.tokens_in, self.tokens_out, self.cost_usd, self.model = tokens_in, tokens_out, cost_usd, model
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crosses Ray with its spend (the default would keep only the message).
+        return (_rebuild_proposal_failed, (type(self), self.args, self.__dict__))
 
 
 class EditRejected(ProposalFailed):
@@ -149,3 +168,10 @@ class BudgetExhausted(ProposalFailed):
     def __init__(self, limit: str, detail: str) -> None:
         self.limit = limit
         super().__init__(f"{limit} budget exhausted: {detail}")
+
+
+def _rebuild_proposal_failed(cls: type[ProposalFailed], args: tuple[Any, ...], state: dict[str, Any]) -> ProposalFailed:
+    e = cls.__new__(cls)
+    Exception.__init__(e, *args)
+    e.__dict__.update(state)
+    return e

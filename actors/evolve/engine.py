@@ -29,7 +29,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from actors import placement
 from actors.config import TenantConfig
-from actors.errors import BudgetExhausted, EvoaggError
+from actors.errors import BudgetExhausted, EvoaggError, ProposalFailed
 from actors.evolve import island as isl
 from actors.evolve.archive import Archive
 from actors.evolve.confirm import confirm
@@ -155,7 +155,8 @@ class IslandActor:
         self.workload = workload_stats(tenant, ctx.training)
         state = ray.get(store.run_state.remote(f"island-{index}"))
         self.rng = decode_rng_state(state["rng"]) if state else random.Random(cfg.seed * 1000 + index)
-        self.last_failure: CandidateRecord | None = None
+        # Per parent, its last child that failed: what the next proposal from it is told.
+        self.failures: dict[str, CandidateRecord] = {}
         self.crate = Path(tempfile.mkdtemp(prefix=f"evoagg-island{index}-"))
 
     def run_generation(self, generation: int) -> dict[str, Any]:
@@ -166,7 +167,7 @@ class IslandActor:
             pop, archive, recs, counts = ray.get(self.store.view.remote(self.index))
             choice = isl.choose(pop, archive, recs, counts, self.cfg, self.rng)
             materialize(self.tenant, self.crate, choice.parent.source)
-            req = isl.request(self.tenant.org, self.crate, choice, self.last_failure, None, self.workload)
+            req = isl.request(self.tenant.org, self.crate, choice, self.failures.get(choice.parent.id), None, self.workload)
             try:
                 # A cheap proposer (offline) may ask again for a source not evaluated yet;
                 # a costly one (a model) is asked once, and a repeat is recorded as such.
@@ -177,9 +178,22 @@ class IslandActor:
                         break
             except BudgetExhausted as e:
                 out["budget_exhausted"] = str(e)
+                if e.tokens_in or e.tokens_out:  # spent on this proposal before the budget ran out
+                    failed = Proposal(choice.parent.source, "", str(e), self.proposer.name, e.model, e.tokens_in, e.tokens_out, e.cost_usd)
+                    cid = ray.get(self.store.fresh_id.remote(self.index, generation))
+                    rec = isl.record(cid, self.tenant.org, self.index, generation, choice.parent.id, failed, None, None, time.time(),
+                                     time.monotonic() - t0, failure=f"BudgetExhausted: {e}")  # fmt: skip
+                    ray.get(self.store.add.remote(rec))
                 break
-            except EvoaggError as e:  # a proposal that could not be made is a rejected attempt
-                proposal = Proposal(choice.parent.source, "", str(e), self.proposer.name, None, 0, 0, 0.0)
+            except EvoaggError as e:
+                # A proposal that could not be made is recorded (what it spent, why), with the
+                # parent's source: it produced none of its own.
+                spent = e if isinstance(e, ProposalFailed) else ProposalFailed(str(e))
+                failed = Proposal(choice.parent.source, "", str(e), self.proposer.name, spent.model, spent.tokens_in, spent.tokens_out, spent.cost_usd)
+                cid = ray.get(self.store.fresh_id.remote(self.index, generation))
+                rec = isl.record(cid, self.tenant.org, self.index, generation, choice.parent.id, failed, None, None, time.time(),
+                                 time.monotonic() - t0, failure=f"{type(e).__name__}: {e}")  # fmt: skip
+                ray.get(self.store.add.remote(rec))
                 out["rejected"]["proposal"] = out["rejected"].get("proposal", 0) + 1
                 continue
             cid = ray.get(self.store.fresh_id.remote(self.index, generation))
@@ -195,12 +209,12 @@ class IslandActor:
             ray.get(self.store.add.remote(rec))
             if rec.status == "accepted":
                 out["accepted"] += 1
-                self.last_failure = None
+                self.failures.pop(choice.parent.id, None)
             elif rec.status == "duplicate":
                 out["duplicates"] += 1
             else:
                 out["rejected"][rec.rejected_stage or rec.status] = out["rejected"].get(rec.rejected_stage or rec.status, 0) + 1
-                self.last_failure = rec
+                self.failures[choice.parent.id] = rec
         ray.get(self.store.save_run_state.remote(f"island-{self.index}", {"generation": generation + 1, "rng": encode_rng_state(self.rng)}))
         return out
 

@@ -57,9 +57,12 @@ def _metrics(r: CandidateRecord) -> dict[str, Any]:
 def request(
     org: int, crate_dir: Path, choice: Choice, last_failure: CandidateRecord | None, profile: dict[str, Any] | None, workload: dict[str, Any] | None = None
 ) -> ProposalRequest:
-    """What the proposer is given; the island's last failure is fed back."""
+    """What the proposer is given; the last failed child of this parent (``last_failure``,
+    when its parent is the chosen one) is fed back with its source."""
     build_errors = None
     report = None
+    if last_failure is not None and last_failure.parent_id != choice.parent.id:
+        last_failure = None
     if last_failure is not None and last_failure.report is not None:
         report = last_failure.report
         build = next((s for s in report.get("stages", []) if s.get("name") == "build" and s.get("status") == "failed"), None)
@@ -77,6 +80,7 @@ def request(
         last_report=report,
         profile=profile,
         workload=workload,
+        failed_source=last_failure.source if last_failure is not None and last_failure.report is not None else None,
     )
 
 
@@ -92,12 +96,16 @@ def record(
     created_at: float,
     seconds: float,
     duplicate_of: str | None = None,
+    failure: str | None = None,
 ) -> CandidateRecord:
     """The database record of a verdict: accepted with its fitness, rejected with the stage
-    and reason, or a duplicate of an earlier source (not built again)."""
+    and reason, a duplicate of an earlier source (not built again), or a proposal that
+    failed (``failure``: stage ``proposal``, with what it spent)."""
     status, stage, reason = "error", None, "no verification report"
     ratio = msg = None
-    if duplicate_of is not None:
+    if failure is not None:
+        status, stage, reason = "rejected", "proposal", failure[:2000]
+    elif duplicate_of is not None:
         status, reason = "duplicate", f"same source as {duplicate_of}"
     elif report is not None:
         failed = next((s for s in report["stages"] if s["status"] == "failed"), None)

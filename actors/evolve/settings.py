@@ -35,7 +35,7 @@ class EvolutionConfig:
     """Inspirations shown to the proposer per child (archive entries plus the island's best)."""
     proposer: str = "offline"
     """``offline`` (no network, the default) or ``anthropic``."""
-    model: str = "claude-sonnet-5-5"
+    model: str = "claude-sonnet-4-6"
     """The Anthropic model, for the anthropic proposer."""
     max_tokens: int | None = None
     """Run budget in tokens for the anthropic proposer (None: unlimited)."""

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 REPO = Path(__file__).resolve().parents[2]
 WL = load_workload(REPO / "configs/workloads/w1.yaml")
 CFG = WL.tenant
-MODEL = "claude-sonnet-5-5"
+MODEL = "claude-sonnet-4-6"
 
 BROKEN = """Drop a semicolon (on purpose, for the test).
 src/kernel.rs
@@ -82,3 +82,21 @@ def test_a_spent_budget_stops_the_run_cleanly(ctx: Context, tmp_path: Path) -> N
     assert calls == 1  # the first call overshot the budget; none was made after it
     assert summary["stopped"] == "budget exhausted"
     assert summary["candidates"] == 1 and summary["accepted"] == 1
+
+
+def test_a_failed_proposal_is_recorded_with_what_it_spent(ctx: Context, tmp_path: Path) -> None:
+    unapplicable = "src/kernel.rs\n<<<<<<< SEARCH\nno such line\n=======\nanything\n>>>>>>> REPLACE\n"
+    with FakeAnthropic() as fake:
+        fake.push(
+            message(text(unapplicable), input_tokens=700, output_tokens=30),
+            message(text(unapplicable), input_tokens=800, output_tokens=30),
+            message(text(FIXED), input_tokens=900, output_tokens=40),
+        )
+        proposer = AnthropicProposer(MODEL, api_key="test-key", base_url=fake.base_url, budget=Budget(), max_turns=4)
+        summary = run_evolution(CFG, EvolutionConfig(**QUICK_EVOLUTION, islands=1, generations=2, proposer="anthropic"), ctx, tmp_path, proposer=proposer)
+    records = {r.generation: r for r in CandidateDB(tmp_path / "candidates.sqlite", readonly=True).records(CFG.org) if r.proposer == "anthropic"}
+    failed = records[0]
+    assert failed.status == "rejected" and failed.rejected_stage == "proposal" and "EditRejected" in (failed.reason or "")
+    assert (failed.tokens_in, failed.tokens_out, failed.model) == (1500, 60, MODEL) and failed.cost_usd > 0 and failed.commit is None
+    assert records[1].status == "accepted"
+    assert summary["tokens"] == 1500 + 60 + 900 + 40 and summary["rejections_by_stage"] == {"proposal": 1}

@@ -1,7 +1,7 @@
 """A local stand-in for the Anthropic Messages API, for testing the real SDK client.
 
 ``FakeAnthropic`` is a stdlib HTTP server on 127.0.0.1 (random port, a thread of its own)
-answering ``POST /v1/messages`` as the API does: a JSON ``message`` with text and
+answering ``POST /v1/messages`` (and ``GET /v1/models``) as the API does: a JSON ``message`` with text and
 ``tool_use`` content blocks, ``stop_reason`` and ``usage``, or an error body
 (``{"type": "error", "error": {"type": ..., "message": ...}}``) with its status (429
 ``rate_limit_error``, 529 ``overloaded_error``, ...). Each test scripts the answers as a
@@ -134,13 +134,34 @@ class FakeAnthropic:
     """The server; use as a context manager. ``push`` scripts answers, ``requests`` holds
     what was received, ``base_url`` is what the SDK client is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: tuple[str, ...] = ("claude-sonnet-4-6", "claude-opus-4-6", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001")) -> None:
+        self.models = models
+        """What ``GET /v1/models`` lists (the proposer checks its model against it)."""
+        self.model_lists = 0
+        """``GET /v1/models`` requests received (kept out of ``requests``)."""
         self.requests: list[Recorded] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/v1/models":
+                    reply = error(404, "not_found_error", f"fake: no route {self.path}")
+                else:
+                    with fake._lock:
+                        fake.model_lists += 1
+                    data = [{"type": "model", "id": m, "display_name": m, "created_at": "2026-01-01T00:00:00Z"} for m in fake.models]
+                    reply = Reply(
+                        200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+                    )
+                out = json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
             def do_POST(self) -> None:
                 n = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(n)

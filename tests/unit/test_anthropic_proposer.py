@@ -20,7 +20,7 @@ from actors.specialize import EVOLVABLE, materialize
 from tests.support.fake_anthropic import FakeAnthropic, Reply, error, message, text, tool_use
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = "claude-sonnet-5-5"
+MODEL = "claude-sonnet-4-6"
 
 KERNEL = """//! The specialized kernel (test copy).
 //! Rule: semantics must stay those of the generic kernel.
@@ -148,7 +148,7 @@ def test_tool_calls_then_an_edit(fake: FakeAnthropic, crate: Path) -> None:
     assert all(r.body["tool_choice"] == {"type": "auto"} for r in fake.requests)
 
     assert (p.tokens_in, p.tokens_out) == (10000, 360)
-    pin, pout = PRICES["claude-sonnet-5-5"]
+    pin, pout = PRICES[MODEL]
     assert p.cost_usd == pytest.approx((10000 * pin + 360 * pout) / 1e6)
     assert h.budget.spent()["calls"] == 4 and h.budget.tokens == 10360 and h.budget.usd == pytest.approx(p.cost_usd)
     assert sum("anthropic: call" in line for line in h.logs) == 4
@@ -301,8 +301,8 @@ def test_token_budget_runs_out_between_calls(fake: FakeAnthropic, crate: Path) -
 def test_usd_budget_of_a_tenant_and_of_the_run(fake: FakeAnthropic, crate: Path) -> None:
     run = Budget(max_usd=0.05)
     tenant = run.child("org1042", max_usd=1.0)
-    # Sonnet 5.5 at $2 / $10 per Mtok: $0.04, then $0.011; the run's $0.05 is reached after the second call.
-    fake.push(message(tool_use("list_files"), input_tokens=15_000, output_tokens=1_000), message(tool_use("list_files"), input_tokens=5_000, output_tokens=100))
+    # Sonnet 4.6 at $3 / $15 per Mtok: $0.039, then $0.012; the run's $0.05 is reached after the second call.
+    fake.push(message(tool_use("list_files"), input_tokens=10_000, output_tokens=600), message(tool_use("list_files"), input_tokens=3_000, output_tokens=200))
     fake.push(message(text(EDIT)))
     with pytest.raises(BudgetExhausted, match=r"usd budget exhausted: run: \$0\.0510 of \$0\.0500") as e:
         Harness(fake, budget=tenant).propose(request(crate))
@@ -339,7 +339,7 @@ def test_prompt_caching_is_asked_for_and_priced(fake: FakeAnthropic, crate: Path
     p = Harness(fake).propose(request(crate))
     assert all(r.body["cache_control"] == {"type": "ephemeral"} for r in fake.requests)
     assert (p.tokens_in, p.tokens_out) == (50 + 8_000 + 60 + 9_000, 400)
-    pin, pout = PRICES["claude-sonnet-5-5"]
+    pin, pout = PRICES[MODEL]
     assert p.cost_usd == pytest.approx((110 * pin + 8_000 * pin * 1.25 + 9_000 * pin * 0.1 + 400 * pout) / 1e6)
     fake.push(message(text(EDIT)))
     Harness(fake, cache=False).propose(request(crate))
@@ -347,6 +347,7 @@ def test_prompt_caching_is_asked_for_and_priced(fake: FakeAnthropic, crate: Path
 
 
 def test_unknown_model_costs_nothing_with_a_note(fake: FakeAnthropic, crate: Path) -> None:
+    fake.models = (*fake.models, "claude-future-9")
     fake.push(message(text(EDIT), input_tokens=500, output_tokens=40))
     p = Harness(fake, model="claude-future-9").propose(request(crate))
     assert (p.tokens_in, p.tokens_out, p.cost_usd) == (500, 40, 0.0)
@@ -404,3 +405,48 @@ def test_the_fake_refuses_unanswered_tool_calls(fake: FakeAnthropic) -> None:
     with pytest.raises(anthropic.BadRequestError, match="without tool_result"):
         client.messages.create(model=MODEL, max_tokens=10, messages=turns)
     assert isinstance(Reply(200, {}), Reply)
+
+
+def test_a_reply_cut_at_max_tokens_is_never_applied(fake: FakeAnthropic, crate: Path) -> None:
+    # The cut reply parses as a complete edit; it is refused all the same, and the model is told.
+    fake.push(message(text(EDIT), stop_reason="max_tokens"), message(text(EDIT)))
+    p = Harness(fake).propose(request(crate))
+    assert p.source == EDITED and len(fake.requests) == 2
+    assert "cut off at max_tokens" in fake.requests[1].last_user_text() and "not applied" in fake.requests[1].last_user_text()
+    fake.push(message(text(EDIT), stop_reason="max_tokens"), message(text(EDIT), stop_reason="max_tokens"))
+    with pytest.raises(EditRejected, match="cut off at max_tokens"):
+        Harness(fake).propose(request(crate))
+
+
+def test_a_failed_proposal_carries_what_it_spent(fake: FakeAnthropic, crate: Path) -> None:
+    fake.push(message(text(BAD_EDIT), input_tokens=700, output_tokens=50), message(text(BAD_EDIT), input_tokens=800, output_tokens=60))
+    with pytest.raises(EditRejected) as e:
+        Harness(fake).propose(request(crate))
+    pin, pout = PRICES[MODEL]
+    assert (e.value.tokens_in, e.value.tokens_out, e.value.model) == (1500, 110, MODEL)
+    assert e.value.cost_usd == pytest.approx((1500 * pin + 110 * pout) / 1e6)
+    again = pickle.loads(pickle.dumps(e.value))  # it crosses Ray with its spend
+    assert type(again) is EditRejected and again.tokens_in == 1500 and str(again) == str(e.value)
+
+
+def test_a_model_the_api_does_not_offer_fails_before_any_message_naming_those_it_does(fake: FakeAnthropic, crate: Path) -> None:
+    with pytest.raises(ProposalFailed, match=r"'claude-nonexistent-1' is not offered by this API; available: .*claude-sonnet-4-6") as e:
+        Harness(fake, model="claude-nonexistent-1").propose(request(crate))
+    assert fake.requests == [] and fake.model_lists == 1 and e.value.tokens_in == 0
+    # A dated id answers for its alias; the list is asked for once per proposer.
+    fake.models = ("claude-sonnet-4-5-20250929",)
+    h = Harness(fake, model="claude-sonnet-4-5")
+    fake.push(message(text(EDIT)), message(text(EDIT)))
+    h.propose(request(crate))
+    h.propose(request(crate))
+    assert fake.model_lists == 2
+
+
+def test_the_first_message_carries_traffic_statistics_and_the_failed_child(fake: FakeAnthropic, crate: Path) -> None:
+    failed = KERNEL.replace("acc + v", "acc - v")
+    workload = {"tagset_repeat": 0.82, "run_length": 9.5, "gene_weights": {"decode": 1.0}}
+    fake.push(message(text(EDIT)))
+    Harness(fake).propose(request(crate, workload=workload, failed_source=failed))
+    first = fake.requests[0].body["messages"][0]["content"]
+    assert '"tagset_repeat": 0.82' in first and "gene_weights" not in first
+    assert "-    acc + v" in first and "+    acc - v" in first

@@ -20,6 +20,7 @@ of the price.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import os
@@ -193,6 +194,14 @@ def first_message(req: ProposalRequest, view: CrateView) -> str:
         parts.append(f"The last attempt did not build. Compiler output (also from the last_build_errors tool):\n```\n{quoted}\n```")
     if req.last_report:
         parts.append(f"The last verification report (the whole report from last_report):\n{_report_summary(req.last_report)}")
+    if req.failed_source is not None:
+        diff = "".join(difflib.unified_diff(req.parent_source.splitlines(True), req.failed_source.splitlines(True), f"parent/{ev}", f"failed/{ev}", n=2))
+        parts.append(
+            f"The last child of this parent that failed, as a diff against the parent:\n```diff\n{_cut(diff, INLINE_LIMIT * 2, 'the diff is cut')}\n```"
+        )
+    if req.workload:
+        stats = {k: v for k, v in req.workload.items() if k != "gene_weights"}
+        parts.append(f"The tenant's traffic, from the training sample (never the held-back one): {json.dumps(stats, sort_keys=True)}")
     if req.profile:
         parts.append(
             f"Where the parent's time goes, µs per phase (also from profile): {_cut(json.dumps(req.profile, sort_keys=True), INLINE_LIMIT, 'call profile')}"
@@ -271,6 +280,7 @@ class AnthropicProposer:
         self.cache = cache
         self._jitter_rng = random.Random()
         self._client: anthropic.Anthropic | None = None
+        self._model_ok = False
 
     def __getstate__(self) -> dict[str, Any]:
         # The HTTP client does not pickle; a copy in another process makes its own.
@@ -400,14 +410,35 @@ class AnthropicProposer:
 
     # -- the loop -------------------------------------------------------------------------
 
+    def check_model(self) -> None:
+        """Checks, once per proposer, that the API offers the configured model (by id, or
+        as the alias of a dated id); raises ``ProposalFailed`` naming the models it offers."""
+        if self._model_ok:
+            return
+        try:
+            ids = sorted(m.id for m in self.client().models.list(limit=1000))
+        except anthropic.APIError as e:
+            raise ProposalFailed(f"could not list the API's models to check {self.model!r}: {type(e).__name__}: {e}") from e
+        if not any(i == self.model or i.startswith(self.model + "-") for i in ids):
+            raise ProposalFailed(f"model {self.model!r} is not offered by this API; available: {', '.join(ids) or 'none'}")
+        self._model_ok = True
+
     def propose(self, req: ProposalRequest, rng: random.Random) -> Proposal:
         """One proposal for ``req``. ``rng`` is not drawn from: the model's sampling cannot be
-        seeded, and drawing would make the caller's other draws depend on this call."""
+        seeded, and drawing would make the caller's other draws depend on this call. A
+        failure carries what the attempt spent (``ProposalFailed.spent``)."""
+        spend = _Spend()
+        try:
+            self.check_model()
+            return self._propose(req, spend)
+        except ProposalFailed as e:
+            raise e.spent(spend.tokens_in, spend.tokens_out, spend.usd, self.model) from e.__cause__
+
+    def _propose(self, req: ProposalRequest, spend: _Spend) -> Proposal:
         view = CrateView(req)
         system = system_prompt(req)
         first = first_message(req, view)
         messages: list[MessageParam] = [{"role": "user", "content": first}]
-        spend = _Spend()
         rejected: str | None = None
         limit = self.max_turns
         turn = 0
@@ -426,6 +457,9 @@ class AnthropicProposer:
                 continue
             text = "".join(b.text for b in resp.content if b.type == "text")
             try:
+                if resp.stop_reason == "max_tokens":
+                    # A reply cut short is never applied, even when what arrived parses.
+                    raise EditRejected(f"the answer was cut off at max_tokens ({self.max_tokens}) before it ended: answer with a shorter edit")
                 edit = apply_response(text, req.parent_source, req.evolvable, full_rewrite=req.full_rewrite)
             except EditRejected as e:
                 cut = " (your answer was cut off at max_tokens)" if resp.stop_reason == "max_tokens" else ""

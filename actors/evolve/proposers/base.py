@@ -45,6 +45,8 @@ class ProposalRequest:
     """Where time goes, µs per phase."""
     workload: dict[str, Any] | None = None
     """What the tenant's config and training sample say (``actors.evolve.stats``)."""
+    failed_source: str | None = None
+    """The source of the last child of this parent that failed (its errors are above)."""
     full_rewrite: bool = False
     """Whether a whole new file (a fenced ```rust block) is acceptable instead of SEARCH/REPLACE blocks."""
 

@@ -13,7 +13,7 @@ file's path (alone on its line, possibly outside a code fence)::
 Blocks apply in order, each to the text left by the ones before it. Everything that can go
 wrong raises ``EditRejected`` with a message written for the model (it is fed back for a
 corrected edit): a block naming another file, SEARCH text absent or present more than
-once, an empty edit, a result over 16 KB, or a construct that would reach outside the file
+once, an empty edit, a result over 64 KB, or a construct that would reach outside the file
 (``include!``, ``#[path]``, out-of-line ``mod``, ``extern`` blocks, new exports). A full
 rewrite (one fenced ```rust block holding the whole file) is accepted only when the request
 allows it. Pure text processing: no file is read or written here.
@@ -30,8 +30,8 @@ from typing import Literal
 
 from actors.errors import EditRejected
 
-MAX_EVOLVABLE_BYTES = 16 * 1024
-"""The evolvable file must stay within 16 KB (the template is about 14.6 KB)."""
+MAX_EVOLVABLE_BYTES = 64 * 1024
+"""The evolvable file must stay within 64 KB (the template is about 14 KB; the largest catalogue genome about 30 KB)."""
 
 _HEAD = re.compile(r"^\s*<{5,9} SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
@@ -218,7 +218,7 @@ def check_source(new: str, old: str, evolvable: str) -> None:
     size = len(new.encode())
     if size > MAX_EVOLVABLE_BYTES:
         raise EditRejected(
-            f"the edited {evolvable} would be {size} bytes; it must stay within {MAX_EVOLVABLE_BYTES} bytes (16 KB): "
+            f"the edited {evolvable} would be {size} bytes; it must stay within {MAX_EVOLVABLE_BYTES} bytes (64 KB): "
             "make it shorter (drop dead code, long comments)"
         )
     if new == old:
