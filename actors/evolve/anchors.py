@@ -16,3 +16,11 @@ def sub(src: str, old: str, new: str, what: str) -> str:
     if src.count(old) != 1:
         raise TransformError(f"{what}: anchor found {src.count(old)} times, expected once: {old[:80]!r}")
     return src.replace(old, new, 1)
+
+
+def find(src: str, needle: str, what: str, start: int = 0) -> int:
+    """Where ``needle`` is in ``src`` (from ``start``); a missing one is a :class:`TransformError`."""
+    at = src.find(needle, start)
+    if at < 0:
+        raise TransformError(f"{what}: anchor not found: {needle[:80]!r}")
+    return at

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from actors.evolve.anchors import TransformError, sub
+from actors.evolve.anchors import TransformError, find, sub
 
 _WALK = """/// One series of the message being applied, as the kernel's own walk found it.
 #[derive(Clone, Copy)]
@@ -466,8 +466,8 @@ def span_fold(src: str) -> str:
         raise TransformError(f"{w}: needs the kernel's own walk (own_walk)")
     src = sub(src, _POINTS_NEW, _SPAN_STATS, w)
     src = sub(src, "            if m == NONE16 || points.is_empty() {", "            if m == NONE16 || live == 0 {", w)
-    start = src.index("fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)], agg: Agg) {")
-    end = src.index("\n}\n", start) + 3
+    start = find(src, "fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)], agg: Agg) {", w)
+    end = find(src, "\n}\n", w, start) + 3
     body = src[start:end]
     arms = re.findall(r"        Agg::\w+ => (\w+)\(", body)
     if not arms or any(a != "fold" for a in arms):

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.evolve import decode_rewrites
-from actors.evolve.anchors import TransformError
+from actors.evolve.anchors import TransformError, find
 from actors.evolve.anchors import sub as _sub
 
 __all__ = ["GENES", "TransformError", "crossover", "describe", "mutate", "render", "template_genome", "validate_genome"]
@@ -344,8 +344,8 @@ def preagg_runs(src: str) -> str:
     """Summarise each series' runs once; min, max and count queries merge the summaries."""
     w = "preagg_runs"
     compact = "struct Acc {\n    a: f64,\n    n: u64,\n}" in src
-    start = src.index("fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)], agg: Agg) {")
-    end = src.index("\n}\n", start) + 3
+    start = find(src, "fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)], agg: Agg) {", w)
+    end = find(src, "\n}\n", w, start) + 3
     body = src[start:end]
     for kind, merged in (_MERGE_COMPACT if compact else _MERGE_PLAIN).items():
         m = re.search(rf"        Agg::{kind} => fold\(buckets, points, .*?\),\n(?=        Agg::|        //|    \}})", body, re.S)

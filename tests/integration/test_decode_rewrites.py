@@ -83,3 +83,15 @@ def test_decoder_fuzzing_catches_a_walk_that_refuses_differently(old: str, new: 
     stages = _stages(src.replace(old, new), ctx)
     assert stages["differential"][0] == "failed", (what, stages["differential"])
     assert stages["shadow"][0] == "not-run"
+
+
+def test_rewrites_applied_to_a_models_edit_verify(ctx: Context) -> None:
+    # A parent a model edited (no genome describes it): the offline proposer adds rewrites
+    # to its own source; the child keeps the edit, builds and passes every stage.
+    from actors.evolve.transforms import BY_NAME
+
+    edited = template_kernel().replace("let near = n.saturating_sub(8);", "let near = n.saturating_sub(12); // a model's edit")
+    child = BY_NAME["decode"].apply(BY_NAME["atom_index"].apply(edited, True), "walk_spans")
+    assert "a model's edit" in child
+    stages = _stages(child, ctx)
+    assert all(status != "failed" for status, _ in stages.values()), stages
