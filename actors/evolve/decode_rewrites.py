@@ -485,7 +485,131 @@ def span_fold(src: str) -> str:
     return src
 
 
-DECODE = ("shared", "walk", "walk_bytes", "walk_spans")
+_VALS_POINTS = """            // Once per series: its counts, its finite values that are not late in one
+            // contiguous list, and per span a summary (start, where its values are, count,
+            // first min, first max) that every query of the series reuses.
+            vals.clear();
+            vruns.clear();
+            for x in &spans[s.spans.0 as usize..s.spans.1 as usize] {
+                stats.points += x.n as u64;
+                let late = x.start + interval <= self.flushed_to;
+                let from = vals.len();
+                let (mut lo, mut hi) = (0.0f64, 0.0f64);
+                for b in payload[x.at as usize..x.at as usize + 8 * x.n as usize].chunks_exact(8) {
+                    let v = f64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or([0; 8]));
+                    if !v.is_finite() {
+                        stats.nonfinite += 1;
+                        continue;
+                    }
+                    if late {
+                        stats.late += 1;
+                        continue;
+                    }
+                    if vals.len() == from {
+                        (lo, hi) = (v, v);
+                    } else {
+                        // Strict comparisons: the first minimal and maximal value, as a fold keeps.
+                        if v < lo {
+                            lo = v;
+                        }
+                        if v > hi {
+                            hi = v;
+                        }
+                    }
+                    vals.push(v);
+                }
+                if vals.len() > from {
+                    vruns.push(VRun { start: x.start, from: from as u32, n: (vals.len() - from) as u64, min: lo, max: hi });
+                }
+            }
+"""
+
+_VRUN_DEF = """
+/// A span's values that count (finite, not late), summarised once per series: where they
+/// are in the series' value list, how many, the first minimal and first maximal one.
+#[derive(Clone, Copy)]
+struct VRun {
+    start: i64,
+    from: u32,
+    n: u64,
+    min: f64,
+    max: f64,
+}
+
+/// Folds each run's values into its bucket in order, through a local accumulator stored
+/// once per run (the same operations in the same order: the same bits).
+#[inline(always)]
+fn fold_vals<F: Fn(&mut Acc, f64)>(buckets: &mut Vec<(i64, Acc)>, vruns: &[VRun], vals: &[f64], f: F) {
+    let mut prev = usize::MAX;
+    for r in vruns {
+        let k = LOOKUP;
+        prev = k;
+        let mut acc = buckets[k].1;
+        for &v in &vals[r.from as usize..r.from as usize + r.n as usize] {
+            f(&mut acc, v);
+        }
+        buckets[k].1 = acc;
+    }
+}
+
+/// Merges each run's summary into its bucket (min, max and count need no per-value work).
+#[inline(always)]
+fn merge_vruns<F: Fn(&mut Acc, &VRun)>(buckets: &mut Vec<(i64, Acc)>, vruns: &[VRun], f: F) {
+    let mut prev = usize::MAX;
+    for r in vruns {
+        let k = LOOKUP;
+        prev = k;
+        f(&mut buckets[k].1, r);
+    }
+}
+"""
+
+
+def vals_fold(src: str) -> str:
+    """Per series, its counted values in one list and per span a summary; queries fold the
+    list run by run and merge the summaries (needs ``own_walk``; combines with everything)."""
+    w = "vals_fold"
+    if "fn walk(&mut self, p: &[u8])" not in src:
+        raise TransformError(f"{w}: needs the kernel's own walk (own_walk)")
+    src = sub(src, _POINTS_NEW, _VALS_POINTS, w)
+    src = sub(src, "            if m == NONE16 || points.is_empty() {", "            if m == NONE16 || vals.is_empty() {", w)
+    if "            runs_of(&points, &mut runs);\n" in src:
+        src = sub(src, "            runs_of(&points, &mut runs);\n", "", w)
+    src = sub(src, "    s_points: Vec<(i64, f64)>,\n", "    s_points: Vec<(i64, f64)>,\n    s_vals: Vec<f64>,\n    s_vruns: Vec<VRun>,\n", w)
+    src = sub(
+        src, "            s_points: Vec::new(),\n", "            s_points: Vec::new(),\n            s_vals: Vec::new(),\n            s_vruns: Vec::new(),\n", w
+    )
+    src = sub(
+        src,
+        "        let mut points = core::mem::take(&mut self.s_points);\n",
+        "        let mut points = core::mem::take(&mut self.s_points);\n"
+        "        let mut vals = core::mem::take(&mut self.s_vals);\n        let mut vruns = core::mem::take(&mut self.s_vruns);\n",
+        w,
+    )
+    src = sub(src, "        self.s_points = points;\n", "        self.s_points = points;\n        self.s_vals = vals;\n        self.s_vruns = vruns;\n", w)
+    start = find(src, "fn aggregate(buckets: &mut Vec<(i64, Acc)>, points: &[(i64, f64)]", w)
+    end = find(src, "\n}\n", w, start) + 3
+    body = src[start:end]
+    head = body[: body.index("{") + 1]
+    vals_fn = body.replace(head, "fn aggregate_vals(buckets: &mut Vec<(i64, Acc)>, vruns: &[VRun], vals: &[f64], agg: Agg) {", 1)
+    vals_fn = vals_fn.replace("fold(buckets, points,", "fold_vals(buckets, vruns, vals,").replace("merge_runs(buckets, runs,", "merge_vruns(buckets, vruns,")
+    if "points" in vals_fn.split("{", 1)[1] or re.search(r"\bruns\b", vals_fn.split("{", 1)[1]):
+        raise TransformError(f"{w}: an aggregate arm neither folds points nor merges runs")
+    hinted = "fn bucket_next(" in src
+    lookup = (
+        "if prev == usize::MAX { bucket_index(buckets, r.start) } else { bucket_next(buckets, r.start, prev) }" if hinted else "bucket_index(buckets, r.start)"
+    )
+    defs = _VRUN_DEF.replace("LOOKUP", lookup)
+    if not hinted:
+        defs = defs.replace("    let mut prev = usize::MAX;\n", "").replace("        prev = k;\n", "")
+    src = src[:end] + "\n/// `aggregate` over a series' value list and run summaries.\n#[inline]\n" + vals_fn + defs + src[end:]
+    pattern = r"aggregate\((&mut self\.groups\.slots\[[^\]]+\]\.buckets), &points, (?:&runs, )?"
+    if len(re.findall(pattern, src)) < 2:
+        raise TransformError(f"{w}: expected the aggregate calls")
+    return re.sub(pattern, r"aggregate_vals(\1, &vruns, &vals, ", src)
+
+
+DECODE = ("shared", "walk", "walk_bytes", "walk_spans", "walk_vals")
 """The ``decode`` gene's values; the first is the template's."""
 
 
@@ -496,8 +620,10 @@ def decode(src: str, how: str) -> str:
     if how == "shared":
         return src
     src = own_walk(src)
-    if how in ("walk_bytes", "walk_spans"):
+    if how in ("walk_bytes", "walk_spans", "walk_vals"):
         src = svb_bytes(src)
     if how == "walk_spans":
         src = span_fold(src)
+    if how == "walk_vals":
+        src = vals_fold(src)
     return src

@@ -48,9 +48,11 @@ def _stages(src: str, ctx: Context) -> dict[str, tuple[str, str]]:
         {"decode": "walk"},
         {"decode": "walk_spans"},
         {**{g.name: g.values[-1] for g in GENES}, "decode": "walk_bytes"},
-        {**{g.name: g.values[-1] for g in GENES}, "preagg_runs": False},
+        {**{g.name: g.values[-1] for g in GENES}, "decode": "walk_spans", "preagg_runs": False},
+        {"decode": "walk_vals"},
+        {**{g.name: g.values[-1] for g in GENES}, "decode": "walk_vals"},
     ],
-    ids=["walk", "spans", "bytes_with_every_rewrite", "spans_with_every_other_rewrite"],
+    ids=["walk", "spans", "bytes_with_every_rewrite", "spans_with_every_other_rewrite", "vals", "vals_with_every_rewrite"],
 )
 def test_an_own_walk_serves_and_refuses_as_the_shared_reader(genome: dict[str, object], ctx: Context) -> None:
     stages = _stages(render(template_kernel(), genome), ctx)
