@@ -54,6 +54,25 @@ def _metrics(r: CandidateRecord) -> dict[str, Any]:
     return {"ratio_to_generic": r.ratio_to_generic, "ratio_to_specialized": r.ratio_to_specialized, "msg_per_s": r.msg_per_s, "genome": r.genome}
 
 
+def parent_profile(parent: CandidateRecord) -> dict[str, Any] | None:
+    """What the parent's bench stage measured (fuel per message against the generic
+    kernel's, CPU µs per message, the share of it in flushes), or None without a report."""
+    stages = (parent.report or {}).get("stages") or []
+    bench = next((st for st in stages if st.get("name") == "bench" and st.get("status") == "passed"), None)
+    if bench is None:
+        return None
+    d = bench.get("details") or {}
+    cand = d.get("candidate") or {}
+    return {
+        "source": "the parent's bench stage (service regime; fuel is about one unit per wasm instruction)",
+        "fuel_per_message": d.get("fuel_per_message"),
+        "generic_fuel_per_message": d.get("current_fuel_per_message"),
+        "us_per_message": cand.get("us_per_message"),
+        "flush_share": cand.get("flush_share"),
+        "ratio_to_generic": d.get("ratio"),
+    }
+
+
 def request(
     org: int, crate_dir: Path, choice: Choice, last_failure: CandidateRecord | None, profile: dict[str, Any] | None, workload: dict[str, Any] | None = None
 ) -> ProposalRequest:
@@ -68,6 +87,8 @@ def request(
         build = next((s for s in report.get("stages", []) if s.get("name") == "build" and s.get("status") == "failed"), None)
         if build:
             build_errors = str(build.get("details", {}).get("output", "")) or build.get("reason")
+    if profile is None:
+        profile = parent_profile(choice.parent)
     return ProposalRequest(
         org=org,
         crate_dir=crate_dir,
