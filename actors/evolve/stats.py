@@ -90,10 +90,9 @@ def gene_weights(s: dict[str, Any]) -> dict[str, float]:
         "preagg_runs": round(0.1 + 2.0 * s["min_max_count_share"] * runs, 3),
         "run_fold": round(0.1 + 0.5 * runs, 3),
         "seq_hint": round(0.1 + 0.5 * min(1.0, max(0.0, s["buckets_per_series"] - 1)), 3),
-        # The walk replaces the shared reader: it pays with the points a series carries
-        # (timestamps cut into spans as they are decoded, none stored), and matters less
-        # the more group-by work each series brings.
-        "decode": round(0.3 + 1.5 * min(1.0, points / 16) / (1.0 + s["queries_per_metric"] * s["group_by_share"] / 10), 3),
+        # The walk replaces the shared reader and gathers a series' values once for all
+        # its queries: it pays with the points a series carries.
+        "decode": round(0.3 + 1.5 * min(1.0, points / 16), 3),
         "wide_eq": 0.5,
         "compact_acc": 0.3,
         "near_window": 0.2,
