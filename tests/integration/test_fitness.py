@@ -57,7 +57,8 @@ def training() -> tuple[bytes, ...]:
 
 
 def test_a_fixed_cost_in_every_flush_is_rated_below_the_kernel_without_it(kernels: dict[str, bytes], training: tuple[bytes, ...]) -> None:
-    ctx = Context(W1.tenant, SandboxConfig(), kernels["specialized"], kernels["specialized"], training, training, regime=Regime(rounds=4, screen_rounds=3))
+    # Eight rounds: an interval from four is too wide on a shared machine to exclude 1.
+    ctx = Context(W1.tenant, SandboxConfig(), kernels["specialized"], kernels["specialized"], training, training, regime=Regime(rounds=8, screen_rounds=3))
     p = stage_bench(Candidate("slow_flush", W1.tenant, wasm=kernels["slow_flush"]), ctx, Progress(wasm=kernels["slow_flush"]))
     bench = p.stages[-1]
     assert bench.status == "passed", bench.reason
